@@ -1,0 +1,108 @@
+"""Gaussian noise cases 1–3 of DESIGN §1.1: ``iid``, ``blind``, ``noniid``, ``spatial``.
+
+σ values are given on the 0–255 scale (``sigma_255``), as in the papers' tables; images and the
+returned σ maps are on the [0, 1] scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline.degrade.draws import Draw
+from pipeline.degrade.noise.common import Info, add_gaussian, as_image, band_sigmas, finish
+from pipeline.schema import parse_dataclass
+
+
+def _sigma(default) -> Draw:
+    return field(default=Draw.from_param(default))
+
+
+@dataclass(frozen=True)
+class IidParams:
+    """``y = x + σ n``, one σ for the whole image (drawn once per image if random)."""
+
+    sigma_255: Draw = _sigma(50)
+
+    def check(self, where: str) -> None:
+        self.sigma_255.check_range(f"{where}.sigma_255", 0.0, 255.0)
+
+
+@dataclass(frozen=True)
+class BlindParams(IidParams):
+    """``iid`` with σ drawn per image from U[10, 70]/255 (a blind-denoising test)."""
+
+    sigma_255: Draw = _sigma({"uniform": [10, 70]})
+
+
+@dataclass(frozen=True)
+class NoniidParams(IidParams):
+    """Each band its own σ, drawn independently (protocol: from {10, 30, 50, 70}/255)."""
+
+    sigma_255: Draw = _sigma([10, 30, 50, 70])
+
+
+@dataclass(frozen=True)
+class SpatialParams:
+    """Per band a smooth Gaussian bump of random centre and width, rescaled to
+    [``sigma_range_255``] (HWnet's and DLW's spatially varying noise)."""
+
+    sigma_range_255: tuple[float, ...] = (10.0, 70.0)
+    bump_width: Draw = _sigma({"uniform": [0.2, 0.6]})
+
+    def check(self, where: str) -> None:
+        from pipeline.schema import require
+
+        lo_hi = self.sigma_range_255
+        require(len(lo_hi) == 2, f"{where}.sigma_range_255", list(lo_hi), "must be [low, high]")
+        ok = 0 <= lo_hi[0] <= lo_hi[1] <= 255
+        require(ok, f"{where}.sigma_range_255", list(lo_hi), "need 0 ≤ low ≤ high ≤ 255")
+        self.bump_width.check_range(f"{where}.bump_width", 1e-3, 10.0)
+
+
+def iid(x: np.ndarray, rng: np.random.Generator, **params) -> tuple[np.ndarray, Info]:
+    p = parse_dataclass(IidParams, params, "iid")
+    x = as_image(x)
+    sigma = float(p.sigma_255.sample(rng)) / 255.0
+    return finish(add_gaussian(x, sigma, rng), np.float64(sigma), np.zeros(x.shape, bool),
+                  {"sigma_255": sigma * 255.0})
+
+
+def blind(x: np.ndarray, rng: np.random.Generator, **params) -> tuple[np.ndarray, Info]:
+    p = parse_dataclass(BlindParams, params, "blind")
+    return iid(x, rng, sigma_255=p.sigma_255)
+
+
+def noniid(x: np.ndarray, rng: np.random.Generator, **params) -> tuple[np.ndarray, Info]:
+    p = parse_dataclass(NoniidParams, params, "noniid")
+    return finish(*noniid_stage(as_image(x), rng, p.sigma_255))
+
+
+def noniid_stage(x: np.ndarray, rng: np.random.Generator, sigma_255: Draw):
+    """The band-wise Gaussian stage shared by the stripe/deadline/impulse/mixture cases.
+
+    Returns float64 ``(y, sigma, mask, draws)`` so later corruptions act before rounding.
+    """
+    sigmas = band_sigmas(sigma_255, x.shape[0], rng)
+    y = add_gaussian(x, sigmas[:, None, None], rng)
+    draws = {"sigma_255": [float(s * 255.0) for s in sigmas]}
+    return y, sigmas[:, None, None], np.zeros(x.shape, bool), draws
+
+
+def spatial(x: np.ndarray, rng: np.random.Generator, **params) -> tuple[np.ndarray, Info]:
+    p = parse_dataclass(SpatialParams, params, "spatial")
+    x = as_image(x)
+    c, h, w = x.shape
+    lo, hi = (v / 255.0 for v in p.sigma_range_255)
+    yy, xx = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64),
+                         indexing="ij")
+    sigma = np.empty(x.shape)
+    for b in range(c):
+        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+        width = float(p.bump_width.sample(rng)) * max(h, w)
+        bump = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2.0 * width**2))
+        span = bump.max() - bump.min()
+        bump = (bump - bump.min()) / span if span > 0 else np.zeros_like(bump)
+        sigma[b] = lo + (hi - lo) * bump
+    return finish(add_gaussian(x, sigma, rng), sigma, np.zeros(x.shape, bool), {})

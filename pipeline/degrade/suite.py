@@ -1,0 +1,111 @@
+"""The ``degrade`` stage: fixed, seeded evaluation sets for every case of the suite.
+
+For each split in ``degrade.splits``, case and clean image, the noisy image is drawn with
+``rng_for(seed, "degrade", split, case label, image_id)``: the draws of one case never depend on
+another case, so changing one case's parameters changes only that case's files.
+Each file ``data/degraded/<split>/<case>/<image_id>.npz`` holds ``noisy`` (float32), ``sigma``
+(the true σ map, float32) and ``mask`` (corrupted pixels, bool), all (C, H, W).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.degrade.params import DegradeParams
+from pipeline.evaluate.metrics import mpsnr
+from pipeline.io import array_sha256, atomic_dir, load_npy, read_parquet_meta, save_npz
+from pipeline.io import write_parquet
+from pipeline.schema import to_plain
+from pipeline.seeding import rng_for
+
+DEGRADED_KEYS = ("noisy", "sigma", "mask")
+
+
+def load_clean(row: Any, root: str | Path = ".") -> np.ndarray:
+    """A clean image from the manifest, checked against its recorded hash."""
+    path = Path(root) / row["path"]
+    x = load_npy(path)
+    if array_sha256(x) != row["sha256"]:
+        raise ValueError(f"{path}: content does not match the manifest's sha256; rerun prepare")
+    return x
+
+
+def degrade(
+    p: DegradeParams,
+    seed: int,
+    manifest,
+    clean_meta: dict[str, Any],
+    out: str | Path = "data/degraded",
+    root: str | Path = ".",
+    progress: bool = True,
+):
+    """Run the stage; returns ``(manifest DataFrame, examples)`` where ``examples`` maps each case
+    label to ``(clean, noisy, info)`` for the figure's image."""
+    import pandas as pd
+    from tqdm import tqdm
+
+    out = Path(out)
+    figure_id = p.figure_image or next(iter(manifest.loc[manifest.split == "test", "image_id"]))
+    if figure_id not in set(manifest.loc[manifest.split == "test", "image_id"]):
+        raise ValueError(f"degrade.figure_image = {figure_id!r}: not a test image")
+    jobs = [(split, case, row) for split in p.splits for case in p.cases
+            for _, row in manifest[manifest.split == split].iterrows()]
+    rows, examples = [], {}
+    cache: dict[str, np.ndarray] = {}
+    with atomic_dir(out) as tmp:
+        for split, case, row in tqdm(jobs, desc="degrade: drawing noisy evaluation sets",
+                                     unit="image", disable=not progress):
+            image_id = row["image_id"]
+            if image_id not in cache:
+                cache[image_id] = load_clean(row, root)
+            x = cache[image_id]
+            y, info = case(x, rng_for(seed, "degrade", split, case.label, image_id))
+            rel = out / split / case.label / f"{image_id}.npz"
+            arrays = {"noisy": y, "sigma": info["sigma"], "mask": info["mask"]}
+            save_npz(tmp / split / case.label / f"{image_id}.npz", arrays)
+            rows.append({
+                "split": split,
+                "case": case.label,
+                "noise_model": case.name,
+                "case_params": case.params_json,
+                "image_id": image_id,
+                "path": rel.as_posix(),
+                "clean_path": row["path"],
+                "seed": seed,
+                "sha256": array_sha256(*(arrays[k] for k in DEGRADED_KEYS)),
+                "clean_sha256": row["sha256"],
+                "noisy_mpsnr": mpsnr(x, y),
+                "sigma_mean_255": float(info["sigma"].mean() * 255.0),
+                "corrupted_fraction": float(info["mask"].mean()),
+                "synthetic": bool(row["synthetic"]),
+                "draws": json.dumps(info["draws"], sort_keys=True),
+            })
+            if split == "test" and image_id == figure_id:
+                examples[case.label] = (x, y, info)
+        df = pd.DataFrame(rows)
+        meta = {"stage": "degrade", "seed": seed, "params": to_plain(p),
+                "dataset_hash": clean_meta.get("dataset_hash"),
+                "synthetic": bool(clean_meta.get("synthetic", False)),
+                "figure_image": figure_id}
+        write_parquet(tmp / "manifest.parquet", df, meta)
+    return df, examples, figure_id
+
+
+def summarize(df) -> dict[str, Any]:
+    """Mean noisy MPSNR and corrupted fraction per split and case (for ``dvc metrics``)."""
+    out: dict[str, Any] = {}
+    for (split, case), g in df.groupby(["split", "case"], sort=True):
+        out.setdefault(split, {})[case] = {
+            "noisy_mpsnr": round(float(g.noisy_mpsnr.mean()), 4),
+            "corrupted_fraction": round(float(g.corrupted_fraction.mean()), 4),
+            "n_images": len(g),
+        }
+    return out
+
+
+def clean_metadata(path: str | Path = "data/clean/manifest.parquet") -> dict[str, Any]:
+    return read_parquet_meta(path)

@@ -1,0 +1,1 @@
+"""Metrics, weighting baselines and the transfer matrix."""

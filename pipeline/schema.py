@@ -1,0 +1,131 @@
+"""Typed, validated parameters: YAML mappings → frozen dataclasses.
+
+``parse(Type, value, where)`` checks a value against a type hint and builds dataclasses field by
+field. Any error names the full key (``degrade.cases[2].sigma_255``) and the offending value.
+Dataclasses may define ``check(self, where)`` for cross-field rules, and a class may define
+``from_param(value, where)`` to parse itself (used by :class:`~pipeline.degrade.draws.Draw`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from typing import Any, Literal, TypeVar, Union
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A parameter is unknown, missing, of the wrong type or impossible."""
+
+
+def fail(where: str, value: Any, why: str) -> ConfigError:
+    return ConfigError(f"{where} = {value!r}: {why}")
+
+
+def parse(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        errors = []
+        for option in options:
+            try:
+                return parse(option, value, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if len(errors) == 1 else " / ".join(errors))
+    if origin is Literal:
+        if value not in args:
+            raise fail(where, value, f"must be one of {list(args)}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            raise fail(where, value, "must be a list")
+        item = args[0] if args else Any
+        items = [parse(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise fail(where, value, "must be a mapping")
+        kt, vt = args or (str, Any)
+        return {parse(kt, k, f"{where}.{k}"): parse(vt, v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(tp, type) and hasattr(tp, "from_param"):
+        return tp.from_param(value, where)
+    if dataclasses.is_dataclass(tp):
+        return parse_dataclass(tp, value, where)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise fail(where, value, "must be true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail(where, value, "must be an integer")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise fail(where, value, "must be a number")
+        if not math.isfinite(value):
+            raise fail(where, value, "must be finite")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise fail(where, value, "must be a string")
+        return value
+    raise TypeError(f"{where}: unsupported parameter type {tp!r}")
+
+
+def parse_dataclass(cls: type[T], value: Any, where: str) -> T:
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise fail(where, value, f"must be a mapping of {cls.__name__} fields")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(value) - set(fields))
+    if unknown:
+        key = unknown[0]
+        raise ConfigError(
+            f"{join(where, str(key))}: unknown key (allowed under {where or 'the top level'}: "
+            f"{', '.join(sorted(fields))})"
+        )
+    kwargs = {}
+    for name, f in fields.items():
+        key = join(where, name)
+        if name in value:
+            kwargs[name] = parse(hints[name], value[name], key)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{key}: missing required key")
+    obj = cls(**kwargs)
+    check = getattr(obj, "check", None)
+    if check is not None:
+        check(where)
+    return obj
+
+
+def join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def to_plain(obj: Any) -> Any:
+    """Dataclasses (and objects with ``to_param``) back to plain YAML/JSON values."""
+    if hasattr(obj, "to_param"):
+        return obj.to_param()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, list | tuple):
+        return [to_plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_plain(v) for k, v in obj.items()}
+    return obj
+
+
+def require(cond: bool, where: str, value: Any, why: str) -> None:
+    if not cond:
+        raise fail(where, value, why)

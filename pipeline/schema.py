@@ -55,7 +55,9 @@ def parse(tp: Any, value: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise fail(where, value, "must be a mapping")
         kt, vt = args or (str, Any)
-        return {parse(kt, k, f"{where}.{k}"): parse(vt, v, f"{where}.{k}") for k, v in value.items()}
+        return {
+            parse(kt, k, f"{where}.{k}"): parse(vt, v, f"{where}.{k}") for k, v in value.items()
+        }
     if isinstance(tp, type) and hasattr(tp, "from_param"):
         return tp.from_param(value, where)
     if dataclasses.is_dataclass(tp):

@@ -28,11 +28,16 @@ def main() -> None:
     summary["dataset_hash"] = meta.get("dataset_hash")
     summary["synthetic"] = bool(meta.get("synthetic", False))
     write_json("reports/degrade.json", summary)
-    degradation_figure(examples, figure_id, summary["synthetic"],
-                       "reports/figures/degradations.png")
+    degradation_figure(
+        examples, figure_id, summary["synthetic"], "reports/figures/degradations.png"
+    )
     for case, s in summary.get("test", {}).items():
-        log.info("test %-12s noisy MPSNR %6.2f dB, corrupted %5.1f %%", case, s["noisy_mpsnr"],
-                 100 * s["corrupted_fraction"])
+        log.info(
+            "test %-12s noisy MPSNR %6.2f dB, corrupted %5.1f %%",
+            case,
+            s["noisy_mpsnr"],
+            100 * s["corrupted_fraction"],
+        )
 
 
 if __name__ == "__main__":

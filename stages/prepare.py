@@ -18,13 +18,24 @@ log = logging.getLogger("prepare")
 def main() -> None:
     params = start("prepare")
     p = params.prepare
-    log.info("source %s, %s bands, tiles of %s px at scale %s, splits %s", p.source, p.bands,
-             p.tile_size or "whole-image", p.scale, dataclasses.asdict(p.split))
+    log.info(
+        "source %s, %s bands, tiles of %s px at scale %s, splits %s",
+        p.source,
+        p.bands,
+        p.tile_size or "whole-image",
+        p.scale,
+        dataclasses.asdict(p.split),
+    )
     df, summary = prepare(p, params.seed, "data/clean")
     write_json("reports/data.json", dataclasses.asdict(summary))
     label = "SYNTHETIC cubes synthesised from RGB photographs" if summary.synthetic else "images"
-    log.info("wrote %d %s (%s); dataset hash %s", len(df), label, summary.images,
-             summary.dataset_hash[:12])
+    log.info(
+        "wrote %d %s (%s); dataset hash %s",
+        len(df),
+        label,
+        summary.images,
+        summary.dataset_hash[:12],
+    )
     if summary.effective_rank:
         log.info("effective rank (99.9 %% energy): %s", summary.effective_rank)
 

@@ -16,6 +16,7 @@ from pipeline.degrade.operators import (
     Identity,
     Inpainting,
     LinearOperator,
+    _splat,
     box_kernel,
     gaussian_kernel,
     motion_kernel,
@@ -121,12 +122,13 @@ def test_forward_is_A_and_float32(name: str) -> None:
 
 
 def test_registry() -> None:
-    assert OPERATORS == {
+    expected = {
         "identity": Identity,
         "blur": Blur,
         "inpainting": Inpainting,
         "downsampling": Downsampling,
     }
+    assert expected == OPERATORS
 
 
 # --- Blur -------------------------------------------------------------------------------------
@@ -248,6 +250,25 @@ def test_motion_kernel_without_anxiety_is_a_line() -> None:
     # Bilinear splatting spreads a straight trajectory by at most one pixel across it.
     assert (pts @ normal).abs().max() <= 1.5
     assert (pts @ torch.linalg.svd(pts, full_matrices=False).Vh[0]).abs().max() >= 4
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_motion_kernel_line_centroid_is_centre(seed: int) -> None:
+    # Bilinear splatting preserves first moments and a uniform-speed straight trajectory has
+    # its mean at its midpoint, which bounding-box centring puts at the grid centre.
+    size = 13
+    k = motion_kernel(size, np.random.default_rng(seed), length=8.3, anxiety=0.0)
+    t = torch.arange(size, dtype=torch.float64)
+    assert (k.sum(1) * t).sum().item() == pytest.approx((size - 1) / 2, abs=1e-9)
+    assert (k.sum(0) * t).sum().item() == pytest.approx((size - 1) / 2, abs=1e-9)
+
+
+def test_bilinear_splat() -> None:
+    k = _splat(np.array([2.25, 4.0]), np.array([3.5, 4.0]), 5)
+    expected = np.zeros((5, 5))
+    expected[2:4, 3:5] = np.outer([0.75, 0.25], [0.5, 0.5])
+    expected[4, 4] = 1  # a point on the last row and column stays on the grid
+    np.testing.assert_allclose(k, expected, rtol=0, atol=1e-15)
 
 
 def test_motion_kernel_rejects_even_size() -> None:

@@ -36,7 +36,11 @@ def degradation_figure(examples: dict, image_id: str, synthetic: bool, path: str
         x, y, info = examples[label]
         mask, sigma = info["mask"], info["sigma"]
         # Show the band the case corrupts most (else the noisiest), where the damage is visible.
-        b = int(np.argmax(mask.mean(axis=(1, 2)))) if mask.any() else int(np.argmax(sigma.mean(axis=(1, 2))))
+        b = (
+            int(np.argmax(mask.mean(axis=(1, 2))))
+            if mask.any()
+            else int(np.argmax(sigma.mean(axis=(1, 2))))
+        )
         row[0].imshow(false_colour(x))
         row[0].set_title("clean (false colour)" if x.shape[0] > 3 else "clean", fontsize=9)
         row[1].imshow(false_colour(y))

@@ -328,8 +328,18 @@ def motion_kernel(
     scale = min(1.0, (size - 1) / extent)
     centre = (z.real.max() + z.real.min()) / 2 + 1j * (z.imag.max() + z.imag.min()) / 2
     z = (z - centre) * scale + (size - 1) / 2 * (1 + 1j)
-    rows, cols = np.clip(z.imag, 0, size - 1), np.clip(z.real, 0, size - 1)
+    k = _splat(z.imag, z.real, size)
+    return torch.from_numpy(k / k.sum())
 
+
+def _splat(rows: np.ndarray, cols: np.ndarray, size: int) -> np.ndarray:
+    """Add a unit mass at each sub-pixel point ``(rows[i], cols[i])`` with bilinear weights.
+
+    Bilinear weights keep each point's mass and centre of mass, so the kernel's moments follow
+    the trajectory's rather than being snapped to the grid.
+    """
+    rows, cols = np.clip(rows, 0, size - 1), np.clip(cols, 0, size - 1)
+    # Clamping the base index keeps (r0 + 1) on the grid for points on the last row/column.
     r0 = np.minimum(np.floor(rows).astype(int), size - 2)
     c0 = np.minimum(np.floor(cols).astype(int), size - 2)
     fr, fc = rows - r0, cols - c0
@@ -337,7 +347,7 @@ def motion_kernel(
     for dr, wr in ((0, 1 - fr), (1, fr)):
         for dc, wc in ((0, 1 - fc), (1, fc)):
             np.add.at(k, (r0 + dr, c0 + dc), wr * wc)
-    return torch.from_numpy(k / k.sum())
+    return k
 
 
 def random_mask(

@@ -26,5 +26,9 @@ class DegradeParams:
         labels = [c.label for c in self.cases]
         dupes = sorted({x for x in labels if labels.count(x) > 1})
         require(not dupes, f"{where}.cases", dupes, "case labels must be unique")
-        require(len(set(self.splits)) == len(self.splits), f"{where}.splits", self.splits,
-                "splits listed twice")
+        require(
+            len(set(self.splits)) == len(self.splits),
+            f"{where}.splits",
+            self.splits,
+            "splits listed twice",
+        )

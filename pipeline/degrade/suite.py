@@ -52,13 +52,18 @@ def degrade(
     figure_id = p.figure_image or next(iter(manifest.loc[manifest.split == "test", "image_id"]))
     if figure_id not in set(manifest.loc[manifest.split == "test", "image_id"]):
         raise ValueError(f"degrade.figure_image = {figure_id!r}: not a test image")
-    jobs = [(split, case, row) for split in p.splits for case in p.cases
-            for _, row in manifest[manifest.split == split].iterrows()]
+    jobs = [
+        (split, case, row)
+        for split in p.splits
+        for case in p.cases
+        for _, row in manifest[manifest.split == split].iterrows()
+    ]
     rows, examples = [], {}
     cache: dict[str, np.ndarray] = {}
     with atomic_dir(out) as tmp:
-        for split, case, row in tqdm(jobs, desc="degrade: drawing noisy evaluation sets",
-                                     unit="image", disable=not progress):
+        for split, case, row in tqdm(
+            jobs, desc="degrade: drawing noisy evaluation sets", unit="image", disable=not progress
+        ):
             image_id = row["image_id"]
             if image_id not in cache:
                 cache[image_id] = load_clean(row, root)
@@ -67,30 +72,36 @@ def degrade(
             rel = out / split / case.label / f"{image_id}.npz"
             arrays = {"noisy": y, "sigma": info["sigma"], "mask": info["mask"]}
             save_npz(tmp / split / case.label / f"{image_id}.npz", arrays)
-            rows.append({
-                "split": split,
-                "case": case.label,
-                "noise_model": case.name,
-                "case_params": case.params_json,
-                "image_id": image_id,
-                "path": rel.as_posix(),
-                "clean_path": row["path"],
-                "seed": seed,
-                "sha256": array_sha256(*(arrays[k] for k in DEGRADED_KEYS)),
-                "clean_sha256": row["sha256"],
-                "noisy_mpsnr": mpsnr(x, y),
-                "sigma_mean_255": float(info["sigma"].mean() * 255.0),
-                "corrupted_fraction": float(info["mask"].mean()),
-                "synthetic": bool(row["synthetic"]),
-                "draws": json.dumps(info["draws"], sort_keys=True),
-            })
+            rows.append(
+                {
+                    "split": split,
+                    "case": case.label,
+                    "noise_model": case.name,
+                    "case_params": case.params_json,
+                    "image_id": image_id,
+                    "path": rel.as_posix(),
+                    "clean_path": row["path"],
+                    "seed": seed,
+                    "sha256": array_sha256(*(arrays[k] for k in DEGRADED_KEYS)),
+                    "clean_sha256": row["sha256"],
+                    "noisy_mpsnr": mpsnr(x, y),
+                    "sigma_mean_255": float(info["sigma"].mean() * 255.0),
+                    "corrupted_fraction": float(info["mask"].mean()),
+                    "synthetic": bool(row["synthetic"]),
+                    "draws": json.dumps(info["draws"], sort_keys=True),
+                }
+            )
             if split == "test" and image_id == figure_id:
                 examples[case.label] = (x, y, info)
         df = pd.DataFrame(rows)
-        meta = {"stage": "degrade", "seed": seed, "params": to_plain(p),
-                "dataset_hash": clean_meta.get("dataset_hash"),
-                "synthetic": bool(clean_meta.get("synthetic", False)),
-                "figure_image": figure_id}
+        meta = {
+            "stage": "degrade",
+            "seed": seed,
+            "params": to_plain(p),
+            "dataset_hash": clean_meta.get("dataset_hash"),
+            "synthetic": bool(clean_meta.get("synthetic", False)),
+            "figure_image": figure_id,
+        }
         write_parquet(tmp / "manifest.parquet", df, meta)
     return df, examples, figure_id
 

@@ -31,7 +31,7 @@ def add_gaussian(x: np.ndarray, sigma: np.ndarray, rng: np.random.Generator) -> 
 
 
 def n_some_bands(bands: int, fraction: float) -> int:
-    """"Some bands" = ⌊C · fraction⌋, at least one (10 of 31 for one third)."""
+    """ "Some bands" = ⌊C · fraction⌋, at least one (10 of 31 for one third)."""
     return max(1, int(np.floor(bands * fraction + 1e-9)))
 
 
@@ -103,7 +103,9 @@ def add_impulse(
     return record
 
 
-def finish(y: np.ndarray, sigma: np.ndarray, mask: np.ndarray, draws: dict) -> tuple[np.ndarray, Info]:
+def finish(
+    y: np.ndarray, sigma: np.ndarray, mask: np.ndarray, draws: dict
+) -> tuple[np.ndarray, Info]:
     return y.astype(np.float32), {
         "sigma": np.broadcast_to(sigma, y.shape).astype(np.float32),
         "mask": np.asarray(mask, dtype=bool),

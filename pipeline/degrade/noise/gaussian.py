@@ -65,8 +65,12 @@ def iid(x: np.ndarray, rng: np.random.Generator, **params) -> tuple[np.ndarray, 
     p = parse_dataclass(IidParams, params, "iid")
     x = as_image(x)
     sigma = float(p.sigma_255.sample(rng)) / 255.0
-    return finish(add_gaussian(x, sigma, rng), np.float64(sigma), np.zeros(x.shape, bool),
-                  {"sigma_255": sigma * 255.0})
+    return finish(
+        add_gaussian(x, sigma, rng),
+        np.float64(sigma),
+        np.zeros(x.shape, bool),
+        {"sigma_255": sigma * 255.0},
+    )
 
 
 def blind(x: np.ndarray, rng: np.random.Generator, **params) -> tuple[np.ndarray, Info]:
@@ -95,8 +99,9 @@ def spatial(x: np.ndarray, rng: np.random.Generator, **params) -> tuple[np.ndarr
     x = as_image(x)
     c, h, w = x.shape
     lo, hi = (v / 255.0 for v in p.sigma_range_255)
-    yy, xx = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64),
-                         indexing="ij")
+    yy, xx = np.meshgrid(
+        np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij"
+    )
     sigma = np.empty(x.shape)
     for b in range(c):
         cy, cx = rng.uniform(0, h), rng.uniform(0, w)

@@ -1,0 +1,82 @@
+"""params.yaml → validated config: every error names the key and the value."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config import ConfigError, load_params, parse_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_shipped_params_files_parse():
+    p = load_params(ROOT / "params.yaml")
+    assert p.prepare.bands == 31 and p.prepare.split.test == 5
+    assert [c.label for c in p.degrade.cases] == [
+        "noniid",
+        "stripe",
+        "deadline",
+        "impulse",
+        "mixture",
+    ]
+    paper = load_params(ROOT / "profiles" / "paper.yaml")
+    assert paper.prepare.source == "icvl" and paper.device in ("cuda", "auto")
+    assert "iid-50" in [c.label for c in paper.degrade.cases]
+
+
+def test_defaults_round_trip_through_plain_values():
+    p = parse_params({})
+    assert parse_params(yaml.safe_load(yaml.safe_dump(p.to_dict()))) == p
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"prepar": {}}, r"prepar: unknown key"),
+        ({"prepare": {"sclae": 0.5}}, r"prepare.sclae: unknown key"),
+        ({"seed": -1}, r"seed = -1"),
+        ({"seed": 1.5}, r"seed = 1.5: must be an integer"),
+        ({"device": "tpu"}, r"device = 'tpu': must be one of"),
+        ({"prepare": {"scale": 0}}, r"prepare.scale = 0.0"),
+        ({"prepare": {"bands": 0}}, r"prepare.bands = 0"),
+        ({"prepare": {"tile_size": "big"}}, r"prepare.tile_size = 'big'"),
+        ({"prepare": {"source": "web"}}, r"prepare.source = 'web'"),
+        ({"prepare": {"source": "icvl"}}, r"prepare.path = None: source 'icvl' needs"),
+        ({"prepare": {"split": {"test": 0}}}, r"prepare.split.test = 0"),
+        ({"prepare": {"n_endmembers": 3}}, r"prepare.n_endmembers = 3"),
+        ({"prepare": {"images": ["a", "a"]}}, r"prepare.images = \['a'\]: names listed twice"),
+        (
+            {"degrade": {"cases": [{"name": "iid", "sigma_255": -5}]}},
+            r"degrade.cases\[0\].sigma_255 = -5.0",
+        ),
+        (
+            {"degrade": {"cases": [{"name": "impulse", "density": 1.2}]}},
+            r"degrade.cases\[0\].density = 1.2",
+        ),
+        ({"degrade": {"cases": ["noniid", "noniid"]}}, r"case labels must be unique"),
+        ({"degrade": {"cases": []}}, r"degrade.cases"),
+        ({"degrade": {"splits": ["train"]}}, r"degrade.splits\[0\] = 'train'"),
+        ({"ray": {"num_cpus": 0}}, r"ray.num_cpus = 0"),
+    ],
+)
+def test_bad_values_name_the_key_and_value(data, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_params(data)
+
+
+def test_file_errors_name_the_file(tmp_path):
+    with pytest.raises(ConfigError, match="missing.yaml: cannot read"):
+        load_params(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: [1,\n")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        load_params(bad)
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("seed: 1\nprepare: {}\nseed: 2\n")
+    with pytest.raises(ConfigError, match=r"dup.yaml:3: key 'seed' appears twice"):
+        load_params(dup)
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("degrade:\n  cases:\n    - {name: iid, sigma: 5}\n")
+    with pytest.raises(ConfigError, match=r"unknown.yaml: degrade.cases\[0\].sigma: unknown key"):
+        load_params(unknown)

@@ -66,11 +66,11 @@ def test_bad_values_name_the_key_and_value(data, message):
 
 
 def test_file_errors_name_the_file(tmp_path):
-    with pytest.raises(ConfigError, match="missing.yaml: cannot read"):
+    with pytest.raises(ConfigError, match=r"missing.yaml: cannot read"):
         load_params(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("seed: [1,\n")
-    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"bad.yaml: not valid YAML"):
         load_params(bad)
     dup = tmp_path / "dup.yaml"
     dup.write_text("seed: 1\nprepare: {}\nseed: 2\n")

@@ -196,7 +196,7 @@ def embedded(tmp_path_factory):
 
 
 def test_embedded_default_is_deduplicated_and_split_by_image(embedded):
-    root, [(df, summary), _] = embedded
+    _, [(df, summary), _] = embedded
     assert summary.duplicates_removed == {"chelsea": "cat"}
     assert summary.images == {"train": 2, "val": 1, "test": 5}
     groups = [set(df.loc[df.split == s, "source_image"]) for s in ("train", "val", "test")]

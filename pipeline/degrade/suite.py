@@ -17,8 +17,14 @@ import numpy as np
 
 from pipeline.degrade.params import DegradeParams
 from pipeline.evaluate.metrics import mpsnr
-from pipeline.io import array_sha256, atomic_dir, load_npy, read_parquet_meta, save_npz
-from pipeline.io import write_parquet
+from pipeline.io import (
+    array_sha256,
+    atomic_dir,
+    load_npy,
+    read_parquet_meta,
+    save_npz,
+    write_parquet,
+)
 from pipeline.schema import to_plain
 from pipeline.seeding import rng_for
 

@@ -15,15 +15,11 @@ from pipeline.degrade.noise.common import Info, add_gaussian, as_image, band_sig
 from pipeline.schema import parse_dataclass
 
 
-def _sigma(default) -> Draw:
-    return field(default=Draw.from_param(default))
-
-
 @dataclass(frozen=True)
 class IidParams:
     """``y = x + σ n``, one σ for the whole image (drawn once per image if random)."""
 
-    sigma_255: Draw = _sigma(50)
+    sigma_255: Draw = field(default=Draw.from_param(50))
 
     def check(self, where: str) -> None:
         self.sigma_255.check_range(f"{where}.sigma_255", 0.0, 255.0)
@@ -33,14 +29,14 @@ class IidParams:
 class BlindParams(IidParams):
     """``iid`` with σ drawn per image from U[10, 70]/255 (a blind-denoising test)."""
 
-    sigma_255: Draw = _sigma({"uniform": [10, 70]})
+    sigma_255: Draw = field(default=Draw.from_param({"uniform": [10, 70]}))
 
 
 @dataclass(frozen=True)
 class NoniidParams(IidParams):
     """Each band its own σ, drawn independently (protocol: from {10, 30, 50, 70}/255)."""
 
-    sigma_255: Draw = _sigma([10, 30, 50, 70])
+    sigma_255: Draw = field(default=Draw.from_param([10, 30, 50, 70]))
 
 
 @dataclass(frozen=True)
@@ -49,7 +45,7 @@ class SpatialParams:
     [``sigma_range_255``] (HWnet's and DLW's spatially varying noise)."""
 
     sigma_range_255: tuple[float, ...] = (10.0, 70.0)
-    bump_width: Draw = _sigma({"uniform": [0.2, 0.6]})
+    bump_width: Draw = field(default=Draw.from_param({"uniform": [0.2, 0.6]}))
 
     def check(self, where: str) -> None:
         from pipeline.schema import require

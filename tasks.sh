@@ -9,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
 VENV="${DLW_VENV:-.venv}"
+case "$VENV" in /*) ;; *) VENV="$PWD/$VENV" ;; esac
 PYTHON="${PYTHON:-python3}"
 
 ensure_env() {
@@ -28,8 +29,8 @@ ensure_env() {
       --no-deps --no-build-isolation -e .
     echo "$stamp" > "$VENV/.dlw-stamp"
   fi
-  export PATH="$PWD/$VENV/bin:$PATH"
-  export VIRTUAL_ENV="$PWD/$VENV"
+  export PATH="$VENV/bin:$PATH"
+  export VIRTUAL_ENV="$VENV"
   # No telemetry from any engine; local Ray without auth.
   export DVC_NO_ANALYTICS=1 RAY_USAGE_STATS_ENABLED=0 RAY_AUTH_MODE=disabled
   export MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=1

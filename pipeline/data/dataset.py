@@ -67,6 +67,7 @@ def convert_bands(x: np.ndarray, p: PrepareParams, seed: int, origin: str) -> tu
             bands=p.bands,
             n_endmembers=p.n_endmembers,
             seed=seed,
+            temperature=p.temperature,
         )
         return cube, True
     raise ValueError(f"{origin}: has {c} band(s), but prepare.bands = {p.bands}")
@@ -133,6 +134,9 @@ def make_tiles(raw: RawImage, p: PrepareParams, seed: int) -> list[Tile]:
             continue
         arr = quantize(norm, p.quantize_bits)
         rank = effective_rank(arr) if arr.shape[0] > 1 else None
+        # A synthetic tile must not flatter low-rank models (DESIGN §3); real data is as it is.
+        if synthetic and rank is not None and rank < p.min_effective_rank:
+            continue
         tiles.append(Tile(raw.name, len(tiles), arr, y0, x0, synthetic, rank))
         if p.tile_size is None:
             break
@@ -181,7 +185,8 @@ def prepare(p: PrepareParams, seed: int, out: str | Path = "data/clean", progres
         if len(made) < p.tiles_per_image:
             summary.skipped[raw.name] = (
                 f"only {len(made)} of {p.tiles_per_image} tiles with mean ≥ "
-                f"{p.min_mean} × image maximum"
+                f"{p.min_mean} × image maximum (and, if synthetic, effective rank ≥ "
+                f"{p.min_effective_rank})"
             )
             log.warning("prepare: %s skipped (%s)", raw.name, summary.skipped[raw.name])
             continue

@@ -46,7 +46,10 @@ class PrepareParams:
     # (null: every image found under `path`).
     images: list[str] | None = field(default_factory=lambda: list(EMBEDDED_DEFAULT))
     bands: int = 31
-    n_endmembers: int = 8
+    n_endmembers: int = 12
+    temperature: float = 0.12
+    # Synthetic tiles at or below this effective rank are redrawn (DESIGN §3: must exceed 3).
+    min_effective_rank: int = 4
     scale: float = 0.25
     tile_size: int | None = 32
     tiles_per_image: int = 1
@@ -62,6 +65,9 @@ class PrepareParams:
         require(self.bands >= 1, f"{where}.bands", self.bands, "must be ≥ 1")
         require(self.n_endmembers >= 6, f"{where}.n_endmembers", self.n_endmembers,
                 "synthetic cubes mix at least 6 endmember spectra")
+        require(self.temperature > 0, f"{where}.temperature", self.temperature, "must be > 0")
+        require(self.min_effective_rank >= 0, f"{where}.min_effective_rank",
+                self.min_effective_rank, "must be ≥ 0")
         require(0 < self.scale <= 1, f"{where}.scale", self.scale, "must lie in (0, 1]")
         if self.tile_size is not None:
             require(self.tile_size >= 8, f"{where}.tile_size", self.tile_size, "must be ≥ 8")

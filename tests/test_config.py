@@ -80,3 +80,23 @@ def test_file_errors_name_the_file(tmp_path):
     unknown.write_text("degrade:\n  cases:\n    - {name: iid, sigma: 5}\n")
     with pytest.raises(ConfigError, match=r"unknown.yaml: degrade.cases\[0\].sigma: unknown key"):
         load_params(unknown)
+
+
+def test_a_stage_stops_with_one_clear_line_on_bad_params(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "params.yaml").write_text("prepare:\n  split: {train: 1, val: 1, test: -2}\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "stages.prepare"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "prepare.split.test = -2" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "data").exists()

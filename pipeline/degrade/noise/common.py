@@ -43,6 +43,11 @@ def n_columns(width: int, fraction: float) -> int:
     return int(np.floor(width * fraction + 1e-9))
 
 
+def pick_columns(width: int, rng: np.random.Generator, column_fraction: Draw) -> np.ndarray:
+    """Distinct columns, ⌊W · f⌋ of them with the fraction f drawn per band."""
+    return np.sort(rng.choice(width, n_columns(width, column_fraction.sample(rng)), False))
+
+
 def add_stripes(
     y: np.ndarray,
     mask: np.ndarray,
@@ -52,10 +57,9 @@ def add_stripes(
     shift: Draw,
 ) -> list[dict[str, Any]]:
     """Shift whole columns of the chosen bands by a constant drawn per column."""
-    width = y.shape[2]
     record = []
     for b in bands:
-        cols = np.sort(rng.choice(width, n_columns(width, column_fraction.sample(rng)), False))
+        cols = pick_columns(y.shape[2], rng, column_fraction)
         y[b][:, cols] += shift.sample(rng, len(cols))[None, :]
         mask[b][:, cols] = True
         record.append({"band": int(b), "columns": len(cols)})
@@ -70,10 +74,9 @@ def add_deadlines(
     column_fraction: Draw,
 ) -> list[dict[str, Any]]:
     """Set whole columns of the chosen bands to zero (dead detector lines)."""
-    width = y.shape[2]
     record = []
     for b in bands:
-        cols = np.sort(rng.choice(width, n_columns(width, column_fraction.sample(rng)), False))
+        cols = pick_columns(y.shape[2], rng, column_fraction)
         y[b][:, cols] = 0.0
         mask[b][:, cols] = True
         record.append({"band": int(b), "columns": len(cols)})

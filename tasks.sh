@@ -34,6 +34,9 @@ ensure_env() {
   # No telemetry from any engine; local Ray without auth.
   export DVC_NO_ANALYTICS=1 RAY_USAGE_STATS_ENABLED=0 RAY_AUTH_MODE=disabled
   export MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=1
+  # Many small torch ops slow down badly when OpenMP threads busy-wait beside another process
+  # (benchmarks/models.py measured up to 30x); passive waiting keeps concurrent trials fair.
+  export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 }
 
 cmd="${1:-}"

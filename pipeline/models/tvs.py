@@ -1,0 +1,36 @@
+r"""Weighted-fidelity spectral total variation (TVS), the DLW source model "TVS".
+
+.. math:: \min_X\ \tfrac12 \sum_i w_i (y_i - x_i)^2 + \lambda \|D_b X\|_1,
+
+with :math:`(D_b X)_{c} = X_{c+1} - X_c` between neighbouring bands at every pixel: periodic
+along the bands by default, as the reference (band :math:`C-1` is compared with band 0), or
+``boundary: neumann`` (no difference after the last band, first and last bands never coupled).
+Same ADMM, settings and residuals as :mod:`pipeline.models.tv` (Rui et al., arXiv 2301.06081;
+DESIGN §1.1), with :math:`D = D_b`; the :math:`Z`-update is an exact FFT (periodic) or
+symmetric-extension FFT (Neumann) along the band axis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from pipeline.models.differences import FiniteDifference, spectral_difference
+from pipeline.models.tv import TVParams, _TVFamily
+
+__all__ = ["TVS", "TVSParams"]
+
+
+@dataclass(frozen=True)
+class TVSParams(TVParams):
+    """Spectral TV: the reference settings are those of spatial TV."""
+
+
+class TVS(_TVFamily):
+    r"""Spectral TV, :math:`R = \lambda \|D_b X\|_1`."""
+
+    name: ClassVar[str] = "tvs"
+    Params: ClassVar[type] = TVSParams
+
+    def difference(self) -> FiniteDifference:
+        return spectral_difference(self.params.boundary)

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pipeline.data.params import PrepareParams
 from pipeline.degrade.params import DegradeParams
 from pipeline.schema import ConfigError, parse_dataclass, require, to_plain
+from pipeline.train.params import TrainParams
 
 __all__ = ["ConfigError", "Params", "load_params", "parse_params"]
 
@@ -46,6 +47,7 @@ class Params:
     ray: RayParams = field(default_factory=RayParams)
     prepare: PrepareParams = field(default_factory=PrepareParams)
     degrade: DegradeParams = field(default_factory=DegradeParams)
+    train: TrainParams = field(default_factory=TrainParams)
 
     def check(self, where: str) -> None:
         require(self.seed >= 0, "seed", self.seed, "must be a non-negative integer")

@@ -24,11 +24,24 @@ PROJECT_FILES = [
 
 TINY = {
     "seed": 7,
+    "device": "cpu",
+    "tracking": {"uri": None, "experiment": "e2e"},
+    "ray": {"address": None, "num_cpus": 2},
     "prepare": {
         "images": ["astronaut", "coffee", "rocket", "chelsea"],
         "scale": 0.125,
         "tile_size": 16,
         "split": {"train": 1, "val": 1, "test": 2},
+    },
+    "train": {
+        "source_sets": [["tv"]],
+        "width": 4,
+        "depth": 1,
+        "patch_size": 16,
+        "batch_size": 2,
+        "epochs": 1,
+        "steps_per_epoch": 2,
+        "val_patches": 1,
     },
     "degrade": {
         "cases": [{"name": "noniid"}, {"name": "impulse"}, {"name": "iid", "sigma_255": 30}]
@@ -77,7 +90,8 @@ def dvc_repro(repo, env):
 def test_repro_writes_every_out_and_reruns_only_what_changed(repo):
     repo, env = repo
     first = dvc_repro(repo, env)
-    assert "Running stage 'prepare'" in first and "Running stage 'degrade'" in first
+    for stage in ("prepare", "degrade", "train"):
+        assert f"Running stage '{stage}'" in first
     clean = pd.read_parquet(repo / "data/clean/manifest.parquet")
     assert {
         "image_id",
@@ -108,6 +122,10 @@ def test_repro_writes_every_out_and_reruns_only_what_changed(repo):
     assert all((repo / p).is_file() for p in degraded.path)
     assert (repo / "reports/figures/degradations.png").stat().st_size > 10_000
     assert (repo / "dvc.lock").is_file()
+    assert (repo / "models/dlw/tv/seed-0.pt").is_file() and (
+        repo / "models/dlw/tv/best.pt"
+    ).is_file()
+    assert (repo / "reports/train_metrics.json").is_file()
 
     second = dvc_repro(repo, env)
     assert "Running stage" not in second
@@ -117,7 +135,8 @@ def test_repro_writes_every_out_and_reruns_only_what_changed(repo):
     params["degrade"]["cases"][1]["label"] = "impulse"
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     third = dvc_repro(repo, env)
-    assert "Running stage 'degrade'" in third and "Running stage 'prepare'" not in third
+    assert "Running stage 'degrade'" in third
+    assert "Running stage 'prepare'" not in third and "Running stage 'train'" not in third
     after = pd.read_parquet(repo / "data/degraded/manifest.parquet")
     key = ["split", "case", "image_id"]
     merged = degraded.merge(after, on=key, suffixes=("_before", "_after"))

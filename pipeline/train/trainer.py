@@ -1,0 +1,190 @@
+"""A trial of DLW training, one epoch at a time: the net, its optimiser and schedule, the batch
+stream and the per-epoch history — everything a checkpoint must hold to resume exactly.
+
+Adam (Kingma & Ba 2015) with an exponential decay of the learning rate per epoch, as the DLW
+reference (Rui et al., arXiv 2301.06081: Adam 1e-3, ×0.8 per epoch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipeline.degrade.registry import Case
+from pipeline.models.registry import build_model
+from pipeline.nets.dlwnet import DLWNet
+from pipeline.seeding import rng_for
+from pipeline.train.bilevel import bilevel_step, score
+from pipeline.train.data import Batch, draw_batch
+
+__all__ = ["Trainer", "TrialSpec", "init_net"]
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """What defines one trial: its source set, seed and hyper-parameters (a Tune config)."""
+
+    source_set: str
+    seed_index: int
+    seed: int = 0  # the global seed
+    width: int = 16
+    depth: int = 3
+    patch_size: int = 32
+    batch_size: int = 4
+    augment: bool = True
+    lr: float = 1e-2
+    lr_decay: float = 0.8
+    epochs: int = 6
+    steps_per_epoch: int = 20
+    noise: dict[str, Any] = field(default_factory=lambda: {"name": "impulse"})
+    val_models: tuple[str, ...] = ("nn", "tv", "tvs")
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], **extra: Any) -> TrialSpec:
+        known = set(cls.__dataclass_fields__)
+        values = {k: v for k, v in {**config, **extra}.items() if k in known}
+        values["val_models"] = tuple(values.get("val_models", cls.val_models))
+        return cls(**values)
+
+    @property
+    def models(self) -> list[str]:
+        return self.source_set.split("+")
+
+    @property
+    def name(self) -> str:
+        return f"{self.source_set}/seed-{self.seed_index}"
+
+    @property
+    def steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+
+def init_net(spec: TrialSpec) -> DLWNet:
+    """A DLWNet initialised from the trial's own seed (torch's default init, seeded), without
+    touching the process's global torch generator."""
+    torch_seed = int(
+        rng_for(spec.seed, "train", spec.source_set, f"seed-{spec.seed_index}", "init").integers(
+            0, 2**62
+        )
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(torch_seed)
+        return DLWNet(spec.width, spec.depth)
+
+
+class Trainer:
+    """``run_epoch()`` trains ``steps_per_epoch`` bilevel steps, scores the validation set with
+    every model of ``val_models``, decays the learning rate and appends to ``history``."""
+
+    def __init__(
+        self,
+        spec: TrialSpec,
+        train_tiles: list[np.ndarray],
+        val: Batch,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.spec = spec
+        self.device = torch.device(device)
+        self.tiles = train_tiles
+        self.noise = Case.from_param(spec.noise, "train.noise")
+        self.net = init_net(spec).to(self.device)
+        self.models = [build_model(m) for m in spec.models]
+        self.val_models = {m: build_model(m) for m in spec.val_models}
+        self.val_noisy = torch.from_numpy(val.noisy).to(self.device)
+        self.val_clean = torch.from_numpy(val.clean).to(self.device)
+        self.val_mask = torch.from_numpy(val.mask).to(self.device)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=spec.lr)
+        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, spec.lr_decay)
+        self.epoch = 0
+        self.history: list[dict[str, float]] = []
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        s = self.spec
+        b = draw_batch(
+            self.tiles,
+            seed=s.seed,
+            source_set=s.source_set,
+            seed_index=s.seed_index,
+            step=step,
+            batch_size=s.batch_size,
+            patch_size=s.patch_size,
+            augment=s.augment,
+            noise=self.noise,
+        )
+        return torch.from_numpy(b.noisy).to(self.device), torch.from_numpy(b.clean).to(self.device)
+
+    def run_epoch(self) -> dict[str, float]:
+        s = self.spec
+        lr = self.scheduler.get_last_lr()[0]
+        first = self.epoch * s.steps_per_epoch
+        self.net.train()
+        losses = []
+        for step in range(first, first + s.steps_per_epoch):
+            noisy, clean = self.batch(step)
+            losses.append(
+                bilevel_step(
+                    self.net, self.models, self.optimizer, noisy, clean, step=step, trial=s.name
+                )
+            )
+        self.scheduler.step()
+        self.epoch += 1
+        record = {
+            "epoch": self.epoch,
+            "step": first + s.steps_per_epoch,
+            "lr": lr,
+            "train_loss": float(np.mean(losses)),
+            **self.validate(),
+        }
+        self.history.append(record)
+        return record
+
+    def validate(self) -> dict[str, float]:
+        """``val_mpsnr_<model>`` for every validation model, ``val_mpsnr`` their mean over the
+        trial's own source models, and ``val_weight_ratio``: mean weight on corrupted pixels
+        over mean weight on clean pixels (DLW should drive it well below 1)."""
+        w = self.weights(self.val_noisy)
+        per_model = score(self.val_models, self.val_noisy, self.val_clean, w)
+        out = {f"val_mpsnr_{m}": v for m, v in per_model.items()}
+        own = [per_model[m] for m in self.spec.models if m in per_model]
+        if len(own) < len(self.spec.models):  # a source model not among val_models
+            extra = {m: build_model(m) for m in self.spec.models if m not in per_model}
+            own += list(score(extra, self.val_noisy, self.val_clean, w).values())
+        out["val_mpsnr"] = float(np.mean(own))
+        out["val_weight_ratio"] = weight_ratio(w, self.val_mask)
+        return out
+
+    @torch.no_grad()
+    def weights(self, noisy: torch.Tensor, chunk: int = 8) -> torch.Tensor:
+        self.net.eval()
+        return torch.cat([self.net(noisy[i : i + chunk]) for i in range(0, len(noisy), chunk)])
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain tensors, numbers, strings and lists only: loadable with ``weights_only=True``."""
+        return {
+            "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "history": [dict(h) for h in self.history],
+            "spec": {"source_set": self.spec.source_set, "seed_index": self.spec.seed_index},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        mine = {"source_set": self.spec.source_set, "seed_index": self.spec.seed_index}
+        if state.get("spec") != mine:
+            raise ValueError(f"checkpoint of trial {state.get('spec')}, not of {mine}")
+        self.net.load_state_dict(state["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch = int(state["epoch"])
+        self.history = [dict(h) for h in state["history"]]
+
+
+def weight_ratio(w: torch.Tensor, mask: torch.Tensor) -> float:
+    """Mean weight on corrupted pixels / mean weight on the others (NaN without both kinds)."""
+    if not bool(mask.any()) or bool(mask.all()):
+        return float("nan")
+    return float(w[mask].mean() / w[~mask].mean())

@@ -81,6 +81,7 @@ upper bound there (the ℓ1 norm is not rotation invariant; ADMM optimises the r
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -97,13 +98,14 @@ from pipeline.models.base import (
     stacked_norm,
 )
 from pipeline.models.differences import FiniteDifference
+from pipeline.models.neumann_solve import linear_solver
 from pipeline.models.sparse_fidelity import fidelity_step, huber_fidelity, sparse_component
 from pipeline.schema import require
 
 __all__ = ["E3DTV", "E3DTVParams", "polar"]
 
-# Smallest singular value used in the polar factor's backward pass (relative to the largest).
-_POLAR_FLOOR = 1e-12
+# Singular values below this fraction of the largest count as zero in the polar factor's backward.
+_POLAR_FLOOR = 1e-10
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,7 @@ class E3DTVParams:
     tol: float = 1e-5
     min_iterations: int = 20
     max_iterations: int = 3000
-    mu_max: float = 3.0
+    mu_max: float = 10.0
 
     def check(self, where: str) -> None:
         require(self.tau >= 0, f"{where}.tau", self.tau, "must be ≥ 0")
@@ -141,8 +143,8 @@ class _Polar(torch.autograd.Function):
     :math:`A = Q_1^\top \bar G Q_2`,
     :math:`\bar M = Q_1 \big((A - A^\top) \oslash (\sigma_i + \sigma_j)\big) Q_2^\top
     + (I - Q_1 Q_1^\top)\bar G Q_2 \Sigma^{-1} Q_2^\top`. Only sums of singular values appear
-    (no :math:`1/(\sigma_i^2 - \sigma_j^2)`), so repeated ones are harmless; zero ones, where the
-    factor is not unique, are floored.
+    (no :math:`1/(\sigma_i^2 - \sigma_j^2)`), so repeated ones are harmless; at zero ones the
+    factor is not unique (not differentiable) and those directions get no gradient.
     """
 
     @staticmethod
@@ -155,13 +157,16 @@ class _Polar(torch.autograd.Function):
     def backward(ctx, grad: Tensor) -> Tensor:
         q1, s, q2h = ctx.saved_tensors
         q2 = q2h.mT
-        floor = _POLAR_FLOOR * s.amax(-1, keepdim=True).clamp_min(1e-300)
-        s = torch.maximum(s, floor)
+        # Where σ_i + σ_j (or σ_j) vanishes the factor is not unique and has no derivative:
+        # those directions get none, instead of 1/0.
+        floor = _POLAR_FLOOR * s.amax(-1, keepdim=True)
+        pair = s.unsqueeze(-1) + s.unsqueeze(-2)
+        inv_pair = torch.where(pair > floor.unsqueeze(-1), 1.0 / pair.clamp_min(1e-300), 0.0)
+        inv_s = torch.where(s > floor, 1.0 / s.clamp_min(1e-300), 0.0)
         a = q1.mT @ grad @ q2
-        inner = (a - a.mT) / (s.unsqueeze(-1) + s.unsqueeze(-2))
-        out = q1 @ inner @ q2h
+        out = q1 @ ((a - a.mT) * inv_pair) @ q2h
         rest = grad @ q2 - q1 @ (q1.mT @ grad @ q2)
-        return out + (rest / s.unsqueeze(-2)) @ q2h
+        return out + (rest * inv_s.unsqueeze(-2)) @ q2h
 
 
 def polar(m: Tensor) -> Tensor:
@@ -193,7 +198,7 @@ class _Context:
     y: Tensor
     w: Tensor
     D: FiniteDifference
-    symbol: Tensor
+    solve: Callable[[Tensor, float, float], Tensor]  # (μ₁ I + μ₂ DᵀD)⁻¹
     rank: int
     n: int
     final: State = field(default_factory=dict)
@@ -253,7 +258,7 @@ class E3DTV(ADMMModel):
             y=y,
             w=w,
             D=D,
-            symbol=D.symbol(y.shape, y.dtype, y.device),
+            solve=linear_solver(D, y.shape, y.dtype, y.device),
             rank=min(self.params.rank, y.shape[1]),
             n=y[0].numel(),
         )
@@ -292,7 +297,7 @@ class E3DTV(ADMMModel):
         v = polar(target @ u.mT)
         wf = (v @ u).reshape(s["dz"].shape)
         rhs = mu * x + s["l1"] + D.adjoint(mu * wf - s["l2"])
-        z = D.solve(rhs, mu, mu, ctx.symbol)
+        z = ctx.solve(rhs, mu, mu)
         dz = D(z)
         return {
             "x": x,

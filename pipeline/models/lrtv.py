@@ -75,6 +75,7 @@ reduces it to the singular values). Residuals (:mod:`pipeline.models.base`): :ma
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -91,6 +92,7 @@ from pipeline.models.base import (
     relative,
 )
 from pipeline.models.differences import FiniteDifference, spatial_difference
+from pipeline.models.neumann_solve import linear_solver
 from pipeline.models.sparse_fidelity import fidelity_step, huber_fidelity, sparse_component
 from pipeline.models.svt import svt
 from pipeline.schema import require
@@ -102,8 +104,8 @@ __all__ = ["LRTV", "LRTVParams"]
 class LRTVParams:
     """Settings of LRTV; strengths in fidelity units (see the module docstring)."""
 
-    nuclear: float = 0.05  # α = nuclear · (√C + √(HW)): a noise level, in [0, 1] units
-    tau: float = 0.06  # weight of the spatial TV
+    nuclear: float = 0.02  # α = nuclear · (√C + √(HW)): a noise level, in [0, 1] units
+    tau: float = 0.02  # weight of the spatial TV
     lam: float = 0.2  # weight of ‖S‖₁: the outlier threshold for w = 1
     rank: int | None = None  # optional rank cap r (published code: 10 on 31 bands)
     boundary: Literal["periodic", "neumann"] = "neumann"
@@ -114,7 +116,7 @@ class LRTVParams:
     tol: float = 1e-5
     min_iterations: int = 20
     max_iterations: int = 3000
-    mu_max: float = 3.0
+    mu_max: float = 10.0
 
     def check(self, where: str) -> None:
         require(self.nuclear >= 0, f"{where}.nuclear", self.nuclear, "must be ≥ 0")
@@ -131,7 +133,7 @@ class _Context:
     y: Tensor
     w: Tensor
     D: FiniteDifference
-    symbol: Tensor
+    solve: Callable[[Tensor, float, float], Tensor]  # (μ₁ I + μ₂ DᵀD)⁻¹
     alpha: float
     n: int
 
@@ -165,7 +167,7 @@ class LRTV(ADMMModel):
         return self.alpha(c, h * wd) * nuclear + self.params.tau * tv
 
     def _prepare(self, y: Tensor, w: Tensor) -> _Context:
-        b, c, h, wd = y.shape
+        _, c, h, wd = y.shape
         if c < 2:
             raise ValueError(
                 f"lrtv needs at least 2 bands, got C = {c}: the nuclear norm of a 1 × HW "
@@ -173,7 +175,8 @@ class LRTV(ADMMModel):
                 "regulariser); use tv for one band"
             )
         D = self.difference()
-        return _Context(y, w, D, D.symbol(y.shape, y.dtype, y.device), self.alpha(c, h * wd), c * h * wd)
+        solve = linear_solver(D, y.shape, y.dtype, y.device)
+        return _Context(y, w, D, solve, self.alpha(c, h * wd), c * h * wd)
 
     def _init(self, ctx: _Context) -> State:
         dy = ctx.D(ctx.y)
@@ -220,7 +223,7 @@ class LRTV(ADMMModel):
         low = low.reshape(ctx.y.shape)
         u = F.softshrink(s["dz"] + s["l3"] / mu, p.tau / mu)
         rhs = mu * x + s["l1"] + mu * low + s["l2"] + D.adjoint(mu * u - s["l3"])
-        z = D.solve(rhs, 2.0 * mu, mu, ctx.symbol)
+        z = ctx.solve(rhs, 2.0 * mu, mu)
         dz = D(z)
         return {
             "x": x,

@@ -15,11 +15,12 @@ min–max normalised), degraded by the protocol's ``mixture`` case (non-i.i.d. G
 stripes, dead lines and impulses, seed 0); the oracle weights are ``1/σ²``, 0 on the corrupted
 pixels, mean 1. Inputs are float32 (targets compute in float64 internally), torch uses 2 threads,
 ``OMP_WAIT_POLICY=PASSIVE`` (see ``benchmarks/models.py`` for why). Each configuration runs in its
-own fresh subprocess: one warm-up solve (skipped with ``--repeats 1``), then ``--repeats`` timed
-solves; the time is the median. A configuration whose predicted time (from the 64×64 run of the
-same model, scaled by the pixel count) exceeds ``--budget`` seconds per solve runs with its
-``max_iterations`` capped at what fits, and the row says so (``capped``); ``converged`` reports
-the stopping rule either way.
+own fresh subprocess: ``--repeats`` timed solves (default 1: a solve lasts seconds to minutes, so
+a warm-up is noise; with more, one warm-up first), the time is the median. A configuration whose
+predicted time (ms per iteration of the smallest size of the same model and weighting, scaled by
+the pixel count, × 3000 iterations) exceeds ``--budget`` seconds per solve runs with
+``max_iterations`` capped at what fits, and the row says so; ``converged`` reports the stopping
+rule either way.
 
 Writes a table to stdout and JSON to ``benchmarks/results/targets.json``.
 """
@@ -65,7 +66,9 @@ def make_input(size: int, weighting: str):
     rgb = resize(data.astronaut() / 255.0, (size, size, 3), anti_aliasing=True)
     clean = rgb_to_cube(np.clip(rgb, 0.0, 1.0), bands=BANDS, seed=0)
     clean = (clean - clean.min()) / (clean.max() - clean.min())
-    noisy, info = Case.from_param({"name": "mixture"})(clean, rng_for(0, "benchmark", size))
+    noisy, info = Case.from_param({"name": "mixture"})(
+        clean, rng_for(0, "benchmarks/targets", f"{size}")
+    )
     y = torch.from_numpy(np.asarray(noisy, dtype=np.float32))[None]
     if weighting == "unweighted":
         return y, None
@@ -156,7 +159,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small images: a smoke run")
     parser.add_argument("--repeats", type=int, default=None, help="timed solves per config")
     parser.add_argument(
-        "--budget", type=float, default=300.0, help="seconds per solve before capping iterations"
+        "--budget", type=float, default=120.0, help="seconds per solve before capping iterations"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/targets.json")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -166,7 +169,7 @@ def main() -> None:
         return
 
     sizes = QUICK_SIZES if args.quick else FULL_SIZES
-    repeats = args.repeats or (1 if args.quick else 2)
+    repeats = args.repeats or 1
     rows: list[dict] = []
     started = time.perf_counter()
     load_start = os.getloadavg()

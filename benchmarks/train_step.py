@@ -22,9 +22,11 @@ the (shared) machine runs; wall-clock medians are recorded beside them. Sizes: t
 
 Concurrency (2 cores): the CPU default with source set ``tv`` run as real ``Trainer`` steps in
 (a) 1 process × 1 thread, (b) 1 process × 2 threads, (c) 2 processes × 1 thread at once;
-throughput = total steps per second (wall clock), quoted relative to (a). Wall clock is what
-matters here, so these ratios are only meaningful on an otherwise idle machine: the load
-average before and after is recorded with them.
+throughput = total steps per second (wall clock), quoted relative to (a). Wall-clock ratios are
+only meaningful on an otherwise idle machine (the load average before and after is recorded), so
+the CPU seconds per step are recorded too: 2 × CPU(a) / CPU(c) estimates the idle-machine
+throughput of (c) relative to (a) whatever else runs (it measures how much two trials slow each
+other through shared caches and memory bandwidth).
 """
 
 from __future__ import annotations
@@ -154,15 +156,17 @@ def _trainer_steps(threads: int, steps: int, queue) -> None:
 
     bilevel_step(trainer.net, trainer.models, trainer.optimizer, noisy, clean, step=0)  # warm-up
     queue.put(("ready", os.getpid()))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for step in range(1, steps + 1):
         noisy, clean = trainer.batch(step)
         bilevel_step(trainer.net, trainer.models, trainer.optimizer, noisy, clean, step=step)
-    queue.put(("done", steps / (time.perf_counter() - t0)))
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    queue.put(("done", steps / wall, cpu / steps))
 
 
-def throughput(processes: int, threads: int, steps: int) -> float:
-    """Total steps per second of ``processes`` concurrent trials of ``threads`` threads each."""
+def throughput(processes: int, threads: int, steps: int) -> tuple[float, float]:
+    """Total steps per second of ``processes`` concurrent trials of ``threads`` threads each,
+    and their mean CPU seconds per step."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     procs = [
@@ -170,10 +174,10 @@ def throughput(processes: int, threads: int, steps: int) -> float:
     ]
     for p in procs:
         p.start()
-    rates = [msg[1] for msg in (queue.get() for _ in range(2 * processes)) if msg[0] == "done"]
+    done = [msg for msg in (queue.get() for _ in range(2 * processes)) if msg[0] == "done"]
     for p in procs:
         p.join()
-    return float(sum(rates))
+    return float(sum(m[1] for m in done)), float(np.mean([m[2] for m in done]))
 
 
 def main() -> None:
@@ -209,9 +213,9 @@ def main() -> None:
             "loadavg_at_start": os.getloadavg(),
             "seconds": time_parts(cfg, steps),
         }
-    single = throughput(1, 1, args.concurrency_steps)
-    two_threads = throughput(1, 2, args.concurrency_steps)
-    two_procs = throughput(2, 1, args.concurrency_steps)
+    single, single_cpu = throughput(1, 1, args.concurrency_steps)
+    two_threads, two_threads_cpu = throughput(1, 2, args.concurrency_steps)
+    two_procs, two_procs_cpu = throughput(2, 1, args.concurrency_steps)
     results["concurrency"] = {
         "steps_per_s": {
             "1 process × 1 thread": single,
@@ -222,6 +226,15 @@ def main() -> None:
             "1 process × 2 threads": two_threads / single,
             "2 processes × 1 thread": two_procs / single,
         },
+        "cpu_s_per_step": {
+            "1 process × 1 thread": single_cpu,
+            "1 process × 2 threads": two_threads_cpu,
+            "2 processes × 1 thread": two_procs_cpu,
+        },
+        # On a busy machine wall-clock ratios mislead; CPU time per step does not depend on
+        # how much of a core a process gets, so 2 × (CPU alone / CPU side by side) estimates
+        # the idle-machine throughput of 2 one-thread trials relative to 1.
+        "idle_estimate_2x1_relative_to_1x1": 2 * single_cpu / two_procs_cpu,
     }
     results["machine"]["loadavg_at_end"] = os.getloadavg()
 
@@ -247,7 +260,10 @@ def main() -> None:
         print(f"{k:<28}" + "".join(f"{c:>24}" for c in cells))
     print("\nthroughput, source set tv, CPU default (steps/s; ratio to 1 process × 1 thread)")
     for k, v in results["concurrency"]["steps_per_s"].items():
-        print(f"{k:<28}{v:>10.3f}{v / single:>10.2f}")
+        cpu = results["concurrency"]["cpu_s_per_step"][k]
+        print(f"{k:<28}{v:>10.3f}{v / single:>10.2f}   CPU {cpu:.3f} s/step")
+    est = results["concurrency"]["idle_estimate_2x1_relative_to_1x1"]
+    print(f"idle-machine estimate, 2 processes × 1 thread vs 1 × 1 (from CPU per step): {est:.2f}")
     print(f"load average at end {results['machine']['loadavg_at_end'][0]:.2f}")
     out = ROOT / "benchmarks" / "results" / "train_step.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -59,6 +59,9 @@ def main() -> None:
         logged,
         result.tracking_uri,
     )
+    cpu = [float(o.metrics.get("trial_cpu_s", 0.0)) for o in result.outcomes]
+    if cpu and not result.resumed:  # a resumed trial's CPU counts only its last part
+        log.info("trial CPU time: %.0f s in all, %.0f s for the longest trial", sum(cpu), max(cpu))
     log_table(metrics, p.source_models)
 
 

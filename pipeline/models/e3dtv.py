@@ -29,13 +29,15 @@ certified minimiser.
 scaling; with a Gaussian fidelity the scales are set by the noise and do not depend on the image
 size:
 
-* ``tau``: weight of the E3DTV term, reference 0.04 (an ℓ1 norm of gradients like TV's; the
-  spectral gradient is penalised too);
-* ``lam``: sparse weight = outlier threshold for :math:`w = 1`, reference 0.2 (as LRTV's);
-* ``rank``: :math:`r`, the published 13 (for 31 bands); :math:`\min(r, C)` is used.
-
-The strengths were set on the ``train`` images under the protocol's cases (``val`` is where
-targets are tuned, DESIGN §3); ``scripts/target_table.py`` sweeps ``tau``.
+* ``tau``: weight of the E3DTV term, reference 0.04: an ℓ1 norm of gradient coefficients, so
+  of the order of a TV weight (DLW's TV source: 0.1), lowered because the spectral gradient is
+  penalised too. Not tuned; ``scripts/target_table.py`` sweeps it (×¼ … ×4) on ``val``, where
+  targets are tuned (DESIGN §3).
+* ``lam``: sparse weight = outlier threshold for :math:`w = 1`, reference 0.2 (as LRTV's: between
+  the protocol's Gaussian σ and its corruptions); not tuned.
+* ``rank``: :math:`r`, the published 13 for every direction; :math:`\min(r, C)` is used. It is
+  above the rank of the protocol's cubes (effective rank 4–6), which is what makes the
+  convergence slow (below).
 
 **One band**: the spectral gradient is identically zero (Neumann) and each spatial gradient is an
 :math:`HW \times 1` matrix, so :math:`V_j = \pm 1` and :math:`\|U_j\|_1 = \|D_j X\|_1`: E3DTV
@@ -59,8 +61,11 @@ right singular vectors of :math:`D_j Y` (deterministic, unlike the published ran
         \quad\text{(orthogonal Procrustes, Schönemann 1966: exact given } U_j)\\
     Z &\leftarrow (\mu I + \mu D^\top D)^{-1}
         \big(\mu X + \Lambda_1 + D^\top(\mu W - \Lambda_2)\big)
-        \quad\text{(exact, 3-D DCT / FFT)}\\
+        \quad\text{(exact)}\\
     \Lambda_1 &\mathrel{+}= \mu (X - Z), \qquad \Lambda_2 \mathrel{+}= \mu (DZ - W).
+
+The linear step uses dense cosine transforms (:mod:`pipeline.models.neumann_solve`) for Neumann
+boundaries, the FFT otherwise.
 
 The :math:`X = Z` splitting keeps the weighted fidelity pointwise and the linear step
 diagonal in the cosine basis. :math:`\operatorname{polar}(M) = Q_1 Q_2^\top` for
@@ -76,6 +81,22 @@ variables, :math:`F_{w,\lambda}(Z) + \tau\sum_j \|U_j\|_1` (:meth:`E3DTV.state_o
 :math:`x` evaluates E3DTV in the principal basis of each :math:`D_j x` (top-:math:`r` right
 singular vectors): one feasible :math:`V_j` when :math:`\operatorname{rank} D_j x \le r`, hence an
 upper bound there (the ℓ1 norm is not rotation invariant; ADMM optimises the rotation).
+
+**Convergence.** ADMM for this non-convex problem converges to a stationary point when the penalty
+is large enough, but slowly where the objective is flat: with :math:`r` above the rank of the
+signal, which noise directions fill the rest of each :math:`r`-dimensional subspace, and their
+rotation, barely change the objective, and the subspaces of the three directions must align
+(a feasible :math:`X` has its spectra in all of them). Measured on the ``val`` cubes
+(32×32×31, reference strengths): the relative dual residual falls to 1e-2 within ≈ 100
+iterations, 3e-3 within ≈ 300–1000, then decays like :math:`k^{-1/2}` (1.4e-3 at 3000, 3e-4 at
+10,000 iterations on the non-i.i.d. case), while :math:`x` keeps moving (2.7e-2 RMS between
+iterations 300 and 10,000) and the MPSNR by less than 0.05 dB. Hence ``tol = 3e-3``: results
+reproducible to a few hundredths of a dB, not to 1e-5 like the convex targets. On cubes of rank
+≤ :math:`r` (the tests' synthetic ones) the residuals reach 1e-5 in ≈ 500 iterations. The
+published solver instead lets :math:`\mu` grow ×1.5 to :math:`10^6` within 40 iterations, which
+freezes the iterates before the residuals vanish (the dual residual stays ≈ 0.1: not a
+stationary point); its MPSNR is different (on the non-i.i.d. ``val`` cube 24.2 dB against 23.3 dB
+here), so E3DTV numbers here are those of the model, not of the published early stop.
 """
 
 from __future__ import annotations
@@ -114,15 +135,20 @@ class E3DTVParams:
 
     tau: float = 0.04  # weight of Σ_j ‖U_j‖₁
     lam: float = 0.2  # weight of ‖S‖₁: the outlier threshold for w = 1
-    rank: int = 13  # r of every gradient map (published: 13 for 31 bands); min(r, C) is used
+    rank: int = 13  # r of every gradient map (published: 13); min(r, C) is used
     boundary: Literal["periodic", "neumann"] = "neumann"
     mu0: float = 0.1  # initial penalty of both splittings
     rho: float = 1.05  # penalty growth per iteration
     iterations: int = 40  # unrolled iterations (converge=False; the published code's 40)
     # converge=True: stop when both relative residuals < tol (after min_iterations), μ ≤ mu_max.
-    tol: float = 1e-5
+    # Non-convex: on 31-band cubes the dual residual decays slowly along flat directions (see the
+    # module docstring), so the default tol is looser than the convex models' 1e-5.
+    tol: float = 3e-3
     min_iterations: int = 20
     max_iterations: int = 3000
+    # The bilinear constraint needs a large enough penalty: with a cap of 3 ADMM oscillated
+    # (residuals stuck near 7e-3 on the tests' low-rank cubes); 10 converged there in 500–600
+    # iterations to 1e-5, 30 and 100 took 2–5× longer.
     mu_max: float = 10.0
 
     def check(self, where: str) -> None:
@@ -236,6 +262,9 @@ class E3DTV(ADMMModel):
         return self.fidelity(z, ctx.y, ctx.w) + self.params.tau * state["u"].abs().flatten(1).sum(1)
 
     def solve(self, y: Tensor, w: Tensor | None = None, *, converge: bool = False) -> Solution:
+        """The :class:`~pipeline.models.base.ADMMModel` solve; ``objective`` is then taken at the
+        solver's own factors (:meth:`state_objective`), which the driver, seeing only ``x``,
+        cannot do: the solve's context is collected from :meth:`_prepare` (thread-local)."""
         previous = getattr(_capture, "contexts", None)
         _capture.contexts = contexts = []
         try:

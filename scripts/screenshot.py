@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(shot.stderr[-3000:], file=sys.stderr)
                 print(f"[screenshot] Chromium failed (exit {shot.returncode})", file=sys.stderr)
                 return 1
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600; a figure is for everyone to read
             os.replace(tmp, out)
         finally:
             Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,70 @@
+"""DVC stage ``report``: the leaderboard, headline metrics and HTML page from the evaluate outs.
+
+Reads ``reports/results.parquet`` and ``reports/gallery.parquet`` (and, if present, the optional
+``report`` params section: ``confidence``, ``test``, ``gallery_max_px``; defaults in
+:class:`pipeline.report.build.ReportOptions`). Writes ``reports/leaderboard.parquet``,
+``reports/metrics.json`` and ``reports/index.html``, each atomically. A pure function of its
+inputs: no clock, no randomness, no network.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from stages._common import run
+
+log = logging.getLogger("report")
+
+RESULTS = "reports/results.parquet"
+GALLERY = "reports/gallery.parquet"
+OUT_DIR = "reports"
+
+
+def report_section(path: str = "params.yaml"):
+    """The ``report`` section of params.yaml, or None (the stage reads no other section, so it
+    parses the file itself instead of validating every stage's section)."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        return None
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{p}: not valid YAML ({exc})") from None
+    return data.get("report") if isinstance(data, dict) else None
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="[report] %(message)s", stream=sys.stderr)
+    from pipeline.report.build import (
+        ReportOptions,
+        build_report,
+        read_gallery,
+        read_results,
+        write_report,
+    )
+
+    options = ReportOptions.from_section(report_section())
+    results, meta = read_results(RESULTS)
+    gallery = read_gallery(GALLERY)
+    log.info("%d result rows, %d gallery rows; options %s", len(results), len(gallery), options)
+    report = build_report(results, gallery, meta, options)
+    for path in write_report(report, OUT_DIR):
+        log.info("wrote %s", path)
+    lb = report.leaderboard
+    log.info("%d leaderboard cells; synthetic data: %s", len(lb), report.metrics["synthetic"])
+    for case, e in report.metrics["cases"].items():
+        log.info(
+            "%-12s best weighting %s (%s dB over unweighted), best DLW source set %s",
+            case,
+            e["best_weighting"],
+            e["best_weighting_gain_db"],
+            e["best_dlw"],
+        )
+
+
+if __name__ == "__main__":
+    run("report", main)

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pipeline.data.params import PrepareParams
 from pipeline.degrade.params import DegradeParams
+from pipeline.evaluate.params import EvaluateParams
 from pipeline.schema import ConfigError, parse_dataclass, require, to_plain
 from pipeline.train.params import TrainParams
 
@@ -48,6 +49,10 @@ class Params:
     prepare: PrepareParams = field(default_factory=PrepareParams)
     degrade: DegradeParams = field(default_factory=DegradeParams)
     train: TrainParams = field(default_factory=TrainParams)
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    # The report stage's options, validated by pipeline.report.build.ReportOptions (which needs
+    # pandas, so it is not imported while parsing).
+    report: dict[str, Any] = field(default_factory=dict)
 
     def check(self, where: str) -> None:
         require(self.seed >= 0, "seed", self.seed, "must be a non-negative integer")

@@ -46,19 +46,12 @@ WEIGHTINGS = ("unweighted", "oracle")
 
 
 def scaled_params(name: str, multiplier: float) -> dict:
-    """The target's parameters with its main regularisation strength × ``multiplier``."""
-    from pipeline.models import MODELS
+    """The target's parameters with its main regularisation strength × ``multiplier``
+    (Neumann boundaries for tv and tvs, as every target here)."""
+    from pipeline.models.strength import scaled_params as strengths
 
-    ref = MODELS[name][1]()
-    if name in ("tv", "tvs"):
-        return {"boundary": "neumann", "lam": ref.lam * multiplier}
-    if name == "nn":
-        return {"lam_factor": ref.lam_factor / multiplier}
-    if name == "lrtv":
-        return {"nuclear": ref.nuclear * multiplier, "tau": ref.tau * multiplier}
-    if name == "e3dtv":
-        return {"tau": ref.tau * multiplier}
-    raise ValueError(f"unknown target {name!r}")
+    extra = {"boundary": "neumann"} if name in ("tv", "tvs") else {}
+    return {**extra, **strengths(name, multiplier)}
 
 
 def oracle_weights(sigma: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """DVC stage ``report``: the leaderboard, headline metrics and HTML page from the evaluate outs.
 
-Reads ``reports/results.parquet`` and ``reports/gallery.parquet`` (and, if present, the optional
-``report`` params section: ``confidence``, ``test``, ``gallery_max_px``; defaults in
+Reads ``reports/results.parquet``, ``reports/gallery.parquet`` and the ``report`` params section
+(``confidence``, ``test``, ``gallery_max_px``; defaults in
 :class:`pipeline.report.build.ReportOptions`). Writes ``reports/leaderboard.parquet``,
 ``reports/metrics.json`` and ``reports/index.html``, each atomically. A pure function of its
 inputs: no clock, no randomness, no network.
@@ -10,10 +10,8 @@ inputs: no clock, no randomness, no network.
 from __future__ import annotations
 
 import logging
-import sys
-from pathlib import Path
 
-from stages._common import run
+from stages._common import run, start
 
 log = logging.getLogger("report")
 
@@ -22,23 +20,8 @@ GALLERY = "reports/gallery.parquet"
 OUT_DIR = "reports"
 
 
-def report_section(path: str = "params.yaml"):
-    """The ``report`` section of params.yaml, or None (the stage reads no other section, so it
-    parses the file itself instead of validating every stage's section)."""
-    import yaml
-
-    p = Path(path)
-    if not p.is_file():
-        return None
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{p}: not valid YAML ({exc})") from None
-    return data.get("report") if isinstance(data, dict) else None
-
-
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="[report] %(message)s", stream=sys.stderr)
+    params = start("report")
     from pipeline.report.build import (
         ReportOptions,
         build_report,
@@ -47,7 +30,7 @@ def main() -> None:
         write_report,
     )
 
-    options = ReportOptions.from_section(report_section())
+    options = ReportOptions.from_section(params.report)
     results, meta = read_results(RESULTS)
     gallery = read_gallery(GALLERY)
     log.info("%d result rows, %d gallery rows; options %s", len(results), len(gallery), options)

@@ -237,3 +237,19 @@ def test_another_seed_gives_another_split(tmp_path):
         for s in range(6)
     }
     assert len(splits) > 1
+
+
+def test_atomic_writes_get_the_umask_mode(tmp_path):
+    import os
+
+    from pipeline.io import atomic_dir, write_bytes
+
+    old = os.umask(0o022)
+    try:
+        write_bytes(tmp_path / "a.txt", b"x")
+        with atomic_dir(tmp_path / "d") as d:
+            (d / "f").write_bytes(b"y")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755

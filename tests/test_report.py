@@ -201,6 +201,7 @@ def test_stage_rerun_in_a_fresh_process_gives_identical_bytes(fake, tmp_path):
     reports.mkdir()
     for name in ("results.parquet", "gallery.parquet"):
         (reports / name).write_bytes((root / "in" / name).read_bytes())
+    (tmp_path / "params.yaml").write_text("report: {confidence: 0.95}\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
         [sys.executable, "-m", "stages.report"], cwd=tmp_path, env=env, capture_output=True
@@ -219,6 +220,7 @@ def test_stage_names_a_missing_results_file(tmp_path, monkeypatch):
     from stages.report import main
 
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("report: {}\n")
     with pytest.raises(SystemExit) as exc:
         run("report", main)
     msg = str(exc.value)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.io import save_npy, write_bytes, write_json
+from pipeline.models.strength import STRENGTH_FIELDS, scaled_params
 
 __all__ = [
     "FALSE_COLOUR",
@@ -47,54 +48,6 @@ __all__ = [
 
 WEIGHTINGS = ("unweighted", "handcrafted", "dlw")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
-
-# The *main* regularisation strength of each model, and whether it is a weight of R (×m) or of
-# the fidelity (÷m). As in scripts/target_table.py: NN's λ = lam_factor·μ₀ weighs the fidelity
-# (its strength is 1/λ); LRTV scales its nuclear and TV weights together; the sparse weight
-# ``lam`` of LRTV and E3DTV is the outlier threshold of their robust fidelity, not a
-# regulariser, and stays.
-STRENGTH_FIELDS: dict[str, tuple[tuple[str, ...], bool]] = {
-    "tv": (("lam",), False),
-    "tvs": (("lam",), False),
-    "tv_l1": (("lam",), False),
-    "nn": (("lam_factor",), True),
-    "lrtv": (("nuclear", "tau"), False),
-    "e3dtv": (("tau",), False),
-}
-
-
-def scaled_params(target: str, multiplier: float) -> dict[str, float]:
-    r"""Overrides for ``build_model(target, **overrides)`` that multiply the target's reference
-    regularisation strength by ``multiplier`` :math:`m > 0`:
-
-    * ``tv``, ``tvs``, ``tv_l1``: ``lam`` × m (the weight of the TV term);
-    * ``nn``: ``lam_factor`` ÷ m (λ weighs the fidelity; the strength is 1/λ, DESIGN §1.1);
-    * ``lrtv``: ``nuclear`` and ``tau`` × m together (``lam``, the outlier threshold, stays);
-    * ``e3dtv``: ``tau`` × m (``lam`` stays).
-
-    ``multiplier = 1`` gives the reference values exactly (``x * 1.0 == x`` in floating point).
-    Only strengths are returned: other settings (boundaries, tolerances) are the caller's.
-    """
-    from pipeline.models import MODELS
-
-    if target not in STRENGTH_FIELDS or target not in MODELS:
-        known = ", ".join(t for t in STRENGTH_FIELDS if t in MODELS)
-        raise ValueError(f"unknown target {target!r} (known: {known})")
-    m = _check_multiplier(multiplier)
-    fields, inverse = STRENGTH_FIELDS[target]
-    ref = MODELS[target][1]()
-    return {f: getattr(ref, f) / m if inverse else getattr(ref, f) * m for f in fields}
-
-
-def _check_multiplier(multiplier: float) -> float:
-    try:
-        m = float(multiplier)
-    except (TypeError, ValueError):
-        raise ValueError(f"strength multiplier must be a number, got {multiplier!r}") from None
-    if not math.isfinite(m) or m <= 0:
-        raise ValueError(f"strength multiplier must be finite and > 0, got {multiplier!r}")
-    return m
-
 
 # -- reading ---------------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from pipeline.models.differences import FiniteDifference
 
-__all__ = ["NeumannSolver", "dct_matrix", "linear_solver"]
+__all__ = ["NeumannSolver", "Solve", "dct_matrix", "linear_solver"]
 
 
 @lru_cache(maxsize=32)

@@ -14,3 +14,15 @@ def flat():
     import numpy as np
 
     return np.full((31, 128, 128), 0.5)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small tensors: a second intra-op thread only adds synchronisation and contention on the
+    shared cores. Modules opt in with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

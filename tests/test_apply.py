@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cubes import smooth_cube
 
 from pipeline.evaluate.apply import (
     STRENGTH_FIELDS,
@@ -32,33 +33,7 @@ main = stages_apply.main
 OUTPUTS = ("restored.npy", "weights.npy", "noisy.png", "restored.png", "weights.png")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors: a second intra-op thread only adds contention on the shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def smooth_cube(bands: int = 8, size: int = 24, seed: int = 0) -> np.ndarray:
-    """Three smooth spectra mixed by smooth spatial abundances with an edge; in [0.2, 0.8]."""
-    rng = np.random.default_rng(seed)
-    lam = np.linspace(0, 1, bands)
-    spectra = np.stack(
-        [0.5 + 0.4 * np.sin(2 * np.pi * (f * lam + p)) for f, p in rng.random((3, 2))]
-    )
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    maps = np.stack(
-        [
-            np.cos(2 * np.pi * (a * xx + b * yy)) + 1.0 + (xx > 0.5) * c
-            for a, b, c in rng.random((3, 3))
-        ]
-    )
-    maps /= maps.sum(0, keepdims=True)
-    cube = np.einsum("kc,khw->chw", spectra, maps)
-    lo, hi = cube.min(), cube.max()
-    return (0.2 + 0.6 * (cube - lo) / (hi - lo)).astype(np.float32)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def impulse_noise(clean: np.ndarray, seed: int = 1) -> np.ndarray:
@@ -74,7 +49,7 @@ def impulse_noise(clean: np.ndarray, seed: int = 1) -> np.ndarray:
 
 @pytest.fixture
 def case(tmp_path):
-    clean = smooth_cube()
+    clean = smooth_cube(bands=8, size=24, spectra=3, lo=0.2, hi=0.8)
     noisy = impulse_noise(clean)
     path = tmp_path / "cube.npy"
     np.save(path, noisy)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from cubes import smooth_cube
 
 from pipeline.evaluate.baselines import (
     BASELINES,
@@ -15,26 +16,6 @@ from pipeline.evaluate.baselines import (
 from pipeline.evaluate.metrics import mpsnr
 
 SIGMA = 30 / 255
-
-
-def smooth_cube(bands: int = 31, size: int = 32, seed: int = 0) -> np.ndarray:
-    """Four smooth spectra mixed by smooth spatial abundances, with one edge; in [0.1, 0.9]."""
-    rng = np.random.default_rng(seed)
-    lam = np.linspace(0, 1, bands)
-    spectra = np.stack(
-        [0.5 + 0.4 * np.sin(2 * np.pi * (f * lam + p)) for f, p in rng.random((4, 2))]
-    )
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    maps = np.stack(
-        [
-            np.cos(2 * np.pi * (a * xx + b * yy)) + 1.0 + (xx > 0.5) * c
-            for a, b, c in rng.random((4, 3))
-        ]
-    )
-    maps /= maps.sum(0, keepdims=True)
-    cube = np.einsum("kc,khw->chw", spectra, maps)
-    lo, hi = cube.min(), cube.max()
-    return (0.1 + 0.8 * (cube - lo) / (hi - lo)).astype(np.float32)
 
 
 def noisy_of(clean: np.ndarray, seed: int = 1) -> np.ndarray:

@@ -25,13 +25,7 @@ FIDELITY_VARIABLE = {"tv": "x", "tvs": "x", "tv_l1": "x", "nn": "l"}
 FAST = {"tv_l1": {"tol": 1e-4}}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: a second intra-op thread only adds synchronisation (and contention)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make(name: str, **params) -> torch.nn.Module:

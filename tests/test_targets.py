@@ -22,13 +22,7 @@ from pipeline.schema import ConfigError
 TARGETS = ["lrtv", "e3dtv"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: a second intra-op thread only adds synchronisation (and contention)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def rms(a: torch.Tensor, b: torch.Tensor) -> float:

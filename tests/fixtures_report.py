@@ -1,6 +1,7 @@
 """FAKE results and gallery tables for the report tests: made-up numbers in the evaluate stage's
-schema (/tmp/eval_spec.md), never real results. Image ids start with ``fake-`` and every row is
-marked synthetic. Write them only under a test's temporary folder, never into ``reports/``.
+schema (pipeline/evaluate/results.py), never real results. Image ids start with ``fake-`` and
+every row is marked synthetic. Write them only under a test's temporary folder, never into
+``reports/``.
 
 ``python -m tests.fixtures_report DIR`` writes the fake Parquet files and the report built from
 them into DIR (which must not be the repository's ``reports/``): for looking at the page.

@@ -192,3 +192,21 @@ def test_float32_precision_gives_the_float64_result_at_loose_tolerance():
     f32 = run_job(job, item, None, over, "float32")
     f64 = run_job(job, item, None, over, "float64")
     assert abs(f32["mpsnr"] - f64["mpsnr"]) < 1e-3 and f32["iterations"] == f64["iterations"]
+
+
+def test_the_report_reads_only_columns_evaluate_writes():
+    from pipeline.evaluate.results import RESULT_COLUMNS
+    from pipeline.report.leaderboard import GALLERY_COLUMNS, REQUIRED_COLUMNS
+
+    assert set(REQUIRED_COLUMNS) <= set(RESULT_COLUMNS)
+    assert set(GALLERY_COLUMNS) <= {
+        "case",
+        "image_id",
+        "kind",
+        "weighting",
+        "target",
+        "band",
+        "height",
+        "width",
+        "values",
+    }

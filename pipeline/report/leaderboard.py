@@ -32,7 +32,8 @@ METRICS = ("mpsnr", "mssim", "sam", "ergas")
 BETTER = {"mpsnr": "higher", "mssim": "higher", "sam": "lower", "ergas": "lower"}
 CELL = ("case", "target", "method", "weighting")
 BASELINE = "unweighted"
-# What the report reads of results.parquet (the evaluate stage's schema, /tmp/eval_spec.md).
+# What the report reads of results.parquet (a subset of the evaluate stage's RESULT_COLUMNS,
+# pipeline/evaluate/results.py; a test keeps the two in step).
 REQUIRED_COLUMNS = (
     "method",
     "weighting",

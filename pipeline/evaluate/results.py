@@ -22,6 +22,7 @@ from pipeline.evaluate.cells import weight_key
 from pipeline.io import canonical_json, json_sha256
 
 __all__ = [
+    "GALLERY_COLUMNS",
     "PACKAGES",
     "RESULT_COLUMNS",
     "gallery_table",
@@ -135,18 +136,24 @@ def results_table(run: dict, provenance: dict[str, str], run_ids: dict[tuple, st
     refs = {
         t: _reference_strengths(t, run["overrides"]) for t in {r["target"] for r in run["test"]}
     }
+    scores: dict[tuple, tuple[float, float]] = {}  # a map's scores do not depend on the target
+
+    def map_scores(weighting: str, seed: int, key: str) -> tuple[float, float]:
+        if weighting == "none":
+            return math.nan, math.nan
+        if (weighting, seed, key) not in scores:
+            item = items[key]
+            w = maps.get(weight_key(weighting, seed, key))
+            w = np.ones_like(item["noisy"]) if w is None else w
+            oracle = maps.get(weight_key("oracle", -1, key))
+            corr = oracle_correlation(w, oracle) if oracle is not None else math.nan
+            scores[(weighting, seed, key)] = (weight_auc(w, item["mask"]), corr)
+        return scores[(weighting, seed, key)]
+
     rows = []
     for r in run["test"]:
         m = meta[r["item"]]
-        item = items[r["item"]]
-        w = maps.get(weight_key(r["weighting"], r["seed"], r["item"]))
-        oracle = maps.get(weight_key("oracle", -1, r["item"]))
-        if r["weighting"] == "none":
-            auc = corr = math.nan
-        else:
-            w_eff = np.ones_like(item["noisy"]) if w is None else w
-            auc = weight_auc(w_eff, item["mask"])
-            corr = oracle_correlation(w_eff, oracle) if oracle is not None else math.nan
+        auc, corr = map_scores(r["weighting"], r["seed"], r["item"])
         pick = chosen.get((r["method"], r["target"], m["case"], r["weighting"], r["seed"]), {})
         kind = _kind(r["weighting"])
         rows.append(
@@ -194,6 +201,9 @@ def results_table(run: dict, provenance: dict[str, str], run_ids: dict[tuple, st
 def tuning_table(run: dict):
     import pandas as pd
 
+    refs = {
+        t: _reference_strengths(t, run["overrides"]) for t in {r["target"] for r in run["tuning"]}
+    }
     rows = []
     for r in run["tuning"]:
         split, case, image_id = r["item"].split("/")
@@ -214,12 +224,25 @@ def tuning_table(run: dict):
                 "time_s": r["time_s"],
                 "chosen": r["multiplier"] == pick["multiplier"],
                 "on_edge": bool(pick["on_edge"]),
-                "reference_strengths": _reference_strengths(r["target"], run["overrides"]),
+                "reference_strengths": refs[r["target"]],
             }
         )
     df = pd.DataFrame(rows)
     order = ["method", "target", "weighting", "seed", "case", "image_id", "multiplier"]
     return df.sort_values(order, kind="stable").reset_index(drop=True)
+
+
+GALLERY_COLUMNS = (
+    "case",
+    "image_id",
+    "kind",
+    "weighting",
+    "target",
+    "band",
+    "height",
+    "width",
+    "values",
+)
 
 
 def gallery_table(run: dict):
@@ -248,8 +271,7 @@ def gallery_table(run: dict):
 
     first_seed: dict[str, int] = {}
     for r in run["test"]:
-        first_seed.setdefault(r["weighting"], r["seed"])
-        first_seed[r["weighting"]] = min(first_seed[r["weighting"]], r["seed"])
+        first_seed[r["weighting"]] = min(first_seed.get(r["weighting"], r["seed"]), r["seed"])
     for key in sorted(run["bands"]):
         band = run["bands"][key]
         item = run["items"][key]
@@ -269,7 +291,7 @@ def gallery_table(run: dict):
     for r in sorted(run["test"], key=lambda r: (r["item"], r["weighting"], r["target"])):
         if "x_band" in r and r["seed"] == first_seed[r["weighting"]]:
             add(r["item"], "restored", r["weighting"], r["target"], r["x_band"])
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame(rows, columns=list(GALLERY_COLUMNS))
     return df.sort_values(["case", "image_id", "kind", "weighting", "target"], kind="stable")
 
 

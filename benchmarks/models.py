@@ -42,10 +42,10 @@ import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+import _worker
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("tv", "tvs", "nn", "tv_l1")
@@ -140,23 +140,7 @@ def worker(config: dict) -> dict:
 
 
 def run_config(config: dict) -> dict:
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": str(THREADS),
-        "OMP_WAIT_POLICY": "PASSIVE",
-        "PYTHONPATH": str(ROOT),
-    }
-    proc = subprocess.run(
-        [sys.executable, __file__, "--worker", json.dumps(config)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        check=False,
-    )
-    if proc.returncode != 0:
-        return {**config, "error": proc.stderr.strip().splitlines()[-1:] or ["failed"]}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return _worker.run_config(__file__, config, THREADS)
 
 
 def table(rows: list[dict]) -> str:

@@ -473,7 +473,8 @@ def test_nn_agrees_with_closed_form_svt():
 
 @pytest.mark.parametrize(("mu1", "mu2"), [(0.1, 0.1), (0.3, 0.05)])
 def test_unrolled_tv_is_the_documented_reference_iteration(mu1, mu2):
-    """20 iterations of the documented ADMM written out with numpy FFTs (periodic)."""
+    """20 iterations of the reference's order (U, then Z, then X, then the multipliers; the
+    authors' ``net.py``, ``HWTV``) written out with numpy FFTs (periodic)."""
     y = cube(50, (1, 2, 8, 6))
     w = weights(50, y)
     yn, wn = y[0].numpy(), w[0].numpy()
@@ -491,10 +492,10 @@ def test_unrolled_tv_is_the_documented_reference_iteration(mu1, mu2):
     u = np_diff(yn, axes, "periodic")
     l1, l2 = np.zeros_like(yn), np.zeros_like(u)
     for _ in range(20):
-        x = (wn * yn + mu1 * z - l1) / (wn + mu1)
         u = soft(np_diff(z, axes, "periodic") + l2 / mu2, lam / mu2)
         rhs = mu1 * x + l1 + np_diff_adjoint(mu2 * u - l2, axes, "periodic")
         z = np.real(np.fft.ifft2(np.fft.fft2(rhs) / (mu1 + mu2 * eig)))
+        x = (wn * yn + mu1 * z - l1) / (wn + mu1)
         l1 = l1 + mu1 * (x - z)
         l2 = l2 + mu2 * (np_diff(z, axes, "periodic") - u)
         mu1, mu2 = 1.05 * mu1, 1.05 * mu2
@@ -503,7 +504,8 @@ def test_unrolled_tv_is_the_documented_reference_iteration(mu1, mu2):
 
 
 def test_unrolled_nn_is_the_documented_reference_iteration():
-    """15 iterations of the documented NN ADMM written out with numpy SVDs."""
+    """15 iterations of the reference's NN order (Z, then L, then the multiplier; the authors'
+    ``net.py``, ``HWNUCLR``) written out with numpy SVDs."""
     y = cube(51, (1, 5, 6, 8))
     w = weights(51, y)
     c, hw = 5, 48
@@ -513,9 +515,9 @@ def test_unrolled_nn_is_the_documented_reference_iteration():
     lam = mu / 0.1
     low, z, m = ys.copy(), ys.copy(), np.zeros_like(ys)
     for _ in range(15):
-        low = (lam * ws * ys + mu * z - m) / (lam * ws + mu)
         u, s, vt = np.linalg.svd(low + m / mu, full_matrices=False)
         z = (u * np.maximum(s - 1 / mu, 0)) @ vt
+        low = (lam * ws * ys + mu * z - m) / (lam * ws + mu)
         m = m + mu * (low - z)
         mu *= 1.03
     out = make("nn").solve(y, w).x[0].reshape(c, hw).numpy()

@@ -1,6 +1,6 @@
 r"""Variational models with a weighted data fidelity, and the ADMM driver they share.
 
-A model is a denoiser (DLW, Rui et al., arXiv 2301.06081, eq. (2.1); DESIGN §1.1)
+A model is a denoiser (DLW, Rui et al., arXiv 2301.06081, eq. (2.1))
 
 .. math:: x(w) = \operatorname*{argmin}_x\ \tfrac12 \sum_i w_i (y_i - x_i)^2 + R(x),
 
@@ -10,11 +10,13 @@ Eckstein, "Distributed optimization and statistical learning via the alternating
 method of multipliers", FnT ML 3(1), 2011) in one of two modes:
 
 ``converge=False`` (*unrolled*, the DLW reference)
-    the reference's fixed number of iterations and penalty schedule
+    the reference's fixed number of iterations, penalty schedule
     :math:`\mu_k = \min(\mu_0 \rho^k, \mu_{\max})` (the cap is far above the reference's
-    20 iterations), differentiable in :math:`w` (and :math:`y`) by autograd — what
-    the bilevel training backpropagates through. It is *not* the minimiser (20 TV iterations stop
-    ≈ 1e-2 RMS short of it).
+    20 iterations) and, for the DLW source models, the reference's own order of the updates
+    (:meth:`ADMMModel._unrolled_step`; the authors' ``net.py``, github.com/xyrui/DLWnet),
+    differentiable in :math:`w` (and :math:`y`) by autograd — what the bilevel training
+    backpropagates through. It is *not* the minimiser (20 TV iterations stop ≈ 1e-2 RMS short
+    of it), so the order of the updates changes both the output and its gradient in :math:`w`.
 ``converge=True``
     the same iteration, computed in :attr:`ADMMModel.converge_dtype` (float64 unless a caller
     sets float32; returned in the input dtype), with
@@ -173,7 +175,9 @@ class ADMMModel(VariationalModel):
 
     ``_prepare(y, w) -> ctx`` precomputes what every iteration needs; ``_init(ctx)`` is the
     reference start; ``_mu(ctx, k)`` the penalty of iteration ``k`` (0-based), capped at the
-    model's ``mu_max``; ``_step(ctx, state, mu)`` one ADMM iteration;
+    model's ``mu_max``; ``_step(ctx, state, mu)`` one ADMM iteration (of ``converge=True``);
+    ``_unrolled_step(ctx, state, mu)`` one iteration of ``converge=False`` (by default
+    ``_step``; the DLW source models override it with the reference's order of the updates);
     ``_residuals(ctx, new, old, mu)`` the relative primal and dual residuals ``(B,)`` of the
     step ``old → new``; ``_output(ctx, state)`` the returned image.
     """
@@ -195,6 +199,9 @@ class ADMMModel(VariationalModel):
     def _step(self, ctx: Any, state: State, mu: Any) -> State:
         raise NotImplementedError
 
+    def _unrolled_step(self, ctx: Any, state: State, mu: Any) -> State:
+        return self._step(ctx, state, mu)
+
     def _residuals(self, ctx: Any, new: State, old: State, mu: Any) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
 
@@ -209,8 +216,12 @@ class ADMMModel(VariationalModel):
         return ctx, self._init(ctx)
 
     def step(self, ctx: Any, state: State, k: int) -> State:
-        """ADMM iteration ``k`` (0-based) from ``state``."""
+        """ADMM iteration ``k`` (0-based) from ``state``, as ``converge=True`` runs it."""
         return self._step(ctx, state, self._mu(ctx, k))
+
+    def unrolled_step(self, ctx: Any, state: State, k: int) -> State:
+        """ADMM iteration ``k`` (0-based) from ``state``, as ``converge=False`` runs it."""
+        return self._unrolled_step(ctx, state, self._mu(ctx, k))
 
     def output(self, ctx: Any, state: State) -> Tensor:
         """The image a solve would return from ``state`` (the splitting variable Z)."""
@@ -228,7 +239,7 @@ class ADMMModel(VariationalModel):
         state = self._init(ctx)
         for k in range(p.iterations):  # p.iterations ≥ 1 (checked): old and mu are bound
             old, mu = state, self._mu(ctx, k)
-            state = self._step(ctx, state, mu)
+            state = self._unrolled_step(ctx, state, mu)
         x = self._output(ctx, state)
         with torch.no_grad():
             primal, dual = self._residuals(ctx, state, old, mu)

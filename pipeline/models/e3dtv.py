@@ -10,8 +10,8 @@ and factor it on an :math:`r`-dimensional spectral subspace,
 :math:`\sum_j \|U_j\|_1`. The published denoiser solves
 :math:`\min \tau \sum_j \|U_j\|_1 + \lambda\|S\|_1` s.t. :math:`Y = X + S` by 40 inexact-ALM
 iterations (code: :math:`r = 13` for every direction, :math:`\tau = 0.004\sqrt{HW}`,
-:math:`\lambda = 1`, :math:`\mu_0 = 10^{-2}` growing ×1.5). As a target model here (DESIGN §1.1)
-the Gaussian part gets DLW's weighted fidelity and the sparse term is kept:
+:math:`\lambda = 1`, :math:`\mu_0 = 10^{-2}` growing ×1.5). As a target model here
+(``docs/science.md``) the Gaussian part gets DLW's weighted fidelity and the sparse term is kept:
 
 .. math:: \min_{X, S, U, V}\ \tfrac12 \sum_i w_i (y_i - x_i - s_i)^2 + \lambda\|S\|_1
           + \tau \sum_{j} \|U_j\|_1
@@ -32,7 +32,7 @@ size:
 * ``tau``: weight of the E3DTV term, reference 0.04: an ℓ1 norm of gradient coefficients, so
   of the order of a TV weight (DLW's TV source: 0.1), lowered because the spectral gradient is
   penalised too. Not tuned; ``scripts/target_table.py`` sweeps it (×¼ … ×4) on ``val``, where
-  targets are tuned (DESIGN §3).
+  targets are tuned (``docs/science.md``).
 * ``lam``: sparse weight = outlier threshold for :math:`w = 1`, reference 0.2 (as LRTV's: between
   the protocol's Gaussian σ and its corruptions); not tuned.
 * ``rank``: :math:`r`, the published 13 for every direction; :math:`\min(r, C)` is used. It is
@@ -109,6 +109,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor
 
+from pipeline.models import linalg
 from pipeline.models.base import (
     ADMMModel,
     Solution,
@@ -127,6 +128,9 @@ __all__ = ["E3DTV", "E3DTVParams", "polar"]
 
 # Singular values below this fraction of the largest count as zero in the polar factor's backward.
 _POLAR_FLOOR = 1e-10
+# Singular values below this fraction of the largest count as zero when the polar factor's
+# undetermined part is completed (float64 rounding of a C × r SVD is ≈ 1e-16 relative).
+_RANK_TOL = 1e-12
 
 
 @dataclass(frozen=True)
@@ -174,13 +178,13 @@ class _Polar(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, m: Tensor) -> Tensor:
-        q1, s, q2h = torch.linalg.svd(m, full_matrices=False)
+    def forward(ctx, m: Tensor, q1: Tensor, s: Tensor, q2h: Tensor) -> Tensor:
+        # The thin SVD ``(q1, s, q2h)`` of ``m`` is computed by the caller (once, see polar).
         ctx.save_for_backward(q1, s, q2h)
         return q1 @ q2h
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None]:
         q1, s, q2h = ctx.saved_tensors
         q2 = q2h.mT
         # Where σ_i + σ_j (or σ_j) vanishes the factor is not unique and has no derivative:
@@ -192,26 +196,91 @@ class _Polar(torch.autograd.Function):
         a = q1.mT @ grad @ q2
         out = q1 @ ((a - a.mT) * inv_pair) @ q2h
         rest = grad @ q2 - q1 @ (q1.mT @ grad @ q2)
-        return out + (rest * inv_s.unsqueeze(-2)) @ q2h
+        return out + (rest * inv_s.unsqueeze(-2)) @ q2h, None, None, None
 
 
-def polar(m: Tensor) -> Tensor:
+def _completion(m: Tensor, factors: tuple[Tensor, ...], prior: Tensor | None) -> Tensor | None:
+    r"""The term that makes the polar factor of a rank-deficient ``m`` unique (float64, no grad).
+
+    For :math:`M = Q_{1k}\Sigma_k Q_{2k}^\top` of rank :math:`k < r` every
+    :math:`V = Q_{1k}Q_{2k}^\top + N` with :math:`N` a partial isometry from the null space of
+    :math:`M` (in :math:`\mathbb R^r`) into the orthogonal complement of its range (in
+    :math:`\mathbb R^C`) maximises :math:`\langle M, V\rangle`; an SVD routine picks one by its own
+    rounding. We pick, among them, the one closest to ``prior`` (the previous :math:`V`): the
+    polar factor of :math:`(I - Q_{1k}Q_{1k}^\top)\,V_{\text{prior}}\,(I - Q_{2k}Q_{2k}^\top)`
+    (lexicographic: maximise :math:`\langle M, V\rangle`, then :math:`\langle V_{\text{prior}},
+    V\rangle`), and, where that block is itself deficient, the one closest to the first
+    :math:`r` coordinate vectors. Each stage's block lies in the complements of the earlier
+    stages' ranges and row spaces, so :math:`\operatorname{polar}(M + c\sum N_i)` (any
+    :math:`c > 0`; :math:`c = \sigma_{\max}(M)` keeps the backward's scales comparable) is
+    exactly that completion. Singular values below ``_RANK_TOL`` × the largest count as zero.
+    The choice is sign-equivariant: flipping a column of ``prior`` and of ``m`` flips that
+    column of the result. ``factors`` is the thin SVD of ``m``; ``None`` when ``m`` has full
+    rank (nothing to complete)."""
+    c, r = m.shape[-2:]
+    q1, s, q2h = factors
+    keep = s > _RANK_TOL * s[..., :1]
+    if bool(keep.all()):
+        return None
+    top = s[..., :1]
+    scale = torch.where(top > 0, top, torch.ones_like(top)).unsqueeze(-1)
+    left_basis = q1 * keep.unsqueeze(-2)
+    right_basis = q2h.mT * keep.unsqueeze(-2)
+    count = keep.sum(-1, keepdim=True)
+    extra = torch.zeros_like(m)
+    eye = torch.eye(c, r, dtype=m.dtype, device=m.device).expand_as(m)
+    for tie in (prior, eye):
+        if tie is None:
+            continue
+        block = tie - left_basis @ (left_basis.mT @ tie)
+        block = block - (block @ right_basis) @ right_basis.mT
+        p1, ps, p2h = linalg.svd(block)
+        index = torch.arange(r, device=m.device)
+        new = (ps > _RANK_TOL * ps[..., :1]) & (index < r - count)
+        add_left, add_right = p1 * new.unsqueeze(-2), p2h.mT * new.unsqueeze(-2)
+        extra = extra + add_left @ add_right.mT
+        left_basis = torch.cat([left_basis, add_left], -1)
+        right_basis = torch.cat([right_basis, add_right], -1)
+        count = count + new.sum(-1, keepdim=True)
+        if bool((count >= r).all()):
+            break
+    return scale * extra
+
+
+def polar(m: Tensor, prior: Tensor | None = None) -> Tensor:
     r"""The orthogonal polar factor of each tall matrix of ``m`` ``(..., C, r)``, ``C ≥ r``:
     :math:`\operatorname{argmax}_{V^\top V = I} \langle M, V\rangle` (orthogonal Procrustes).
-    Computed in float64 (returned in the input dtype); a rank-deficient :math:`M` gets one of its
-    maximisers (LAPACK's completion of the singular vectors), deterministically."""
+    Computed in float64 (returned in the input dtype), one matrix at a time
+    (:mod:`pipeline.models.linalg`). Where :math:`M` is rank deficient the maximiser is not
+    unique; the one closest to ``prior`` (same shape, orthonormal columns) is returned, then the
+    one closest to the first coordinate vectors (:func:`_completion`), never the SVD routine's
+    arbitrary completion. Gradients flow through ``m`` only."""
     if m.shape[-2] < m.shape[-1]:
         raise ValueError(f"polar needs tall matrices (C ≥ r), got {tuple(m.shape[-2:])}")
-    return _Polar.apply(m.to(torch.float64)).to(m.dtype)
+    m64 = m.to(torch.float64)
+    with torch.no_grad():
+        factors = linalg.svd(m64.detach())
+        p64 = None if prior is None else prior.detach().to(torch.float64)
+        fill = _completion(m64.detach(), factors, p64)
+    if fill is not None:
+        m64 = m64 + fill
+        with torch.no_grad():
+            factors = linalg.svd(m64.detach())
+    return _Polar.apply(m64, *factors).to(m.dtype)
 
 
 def principal_basis(g: Tensor, r: int) -> Tensor:
     """Top-``r`` left singular vectors of each ``(C, N)`` matrix of ``g`` (eigenvectors of the
-    ``C × C`` Gram matrix, float64), ``(..., C, r)``."""
+    ``C × C`` Gram matrix, float64, one matrix at a time), ``(..., C, r)``, each with its
+    largest-magnitude component positive (the first such one on a tie): ``eigh``'s sign is
+    arbitrary, and a canonical one makes the start a function of the sample alone."""
     g64 = g.to(torch.float64)
     gram = g64 @ g64.mT
-    _, vec = torch.linalg.eigh(0.5 * (gram + gram.mT))
-    return vec[..., -r:].flip(-1).to(g.dtype)
+    _, vec = linalg.eigh(0.5 * (gram + gram.mT))
+    vec = vec[..., -r:].flip(-1)
+    pivot = vec.abs().argmax(-2, keepdim=True)
+    sign = torch.where(vec.gather(-2, pivot) < 0, -1.0, 1.0).to(vec.dtype)
+    return (vec * sign).to(g.dtype)
 
 
 # -- the model ----------------------------------------------------------------------------------
@@ -323,7 +392,7 @@ class E3DTV(ADMMModel):
         x = fidelity_step(ctx.y, ctx.w, s["z"] - s["l1"] / mu, mu, p.lam)
         target = self._unfold(s["dz"] + s["l2"] / mu)  # P_jᵀ: (B, 3, C, HW)
         u = torch.nn.functional.softshrink(s["v"].mT @ target, p.tau / mu)
-        v = polar(target @ u.mT)
+        v = polar(target @ u.mT, s["v"])
         wf = (v @ u).reshape(s["dz"].shape)
         rhs = mu * x + s["l1"] + D.adjoint(mu * wf - s["l2"])
         z = ctx.solve(rhs, mu, mu)

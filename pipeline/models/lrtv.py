@@ -7,7 +7,7 @@ factorization for hyperspectral image restoration", IEEE TGRS 54(1), 2016) model
 the equality :math:`Y = L + S` and :math:`\operatorname{rank} L \le r`, by 40 inexact-ALM
 iterations (published code: :math:`\tau = 0.015` or 0.01, :math:`\lambda = 20/\sqrt{HW}`,
 :math:`r = 10` on 31 bands, :math:`\mu_0 = 10^{-2}` growing ×1.5). As a target model here
-(DESIGN §1.1) the Gaussian part gets DLW's weighted fidelity and the sparse term is kept:
+(``docs/science.md``) the Gaussian part gets DLW's weighted fidelity and the sparse term is kept:
 
 .. math:: \min_{X, S}\ \tfrac12 \sum_i w_i (y_i - x_i - s_i)^2 + \lambda \|S\|_1
           + \alpha \|X\|_* + \tau \big(\|D_h X\|_1 + \|D_v X\|_1\big)
@@ -41,8 +41,8 @@ the scales are fixed by the noise instead:
   model convex.
 
 How the reference strengths were chosen: on the two ``train`` cubes under the five protocol
-cases (``val`` is where targets are tuned, DESIGN §3), MPSNR with w = 1 / oracle weights was
-18.9 / 23.5 dB at (``nuclear``, ``tau``) = (0.02, 0.02), 19.6 / 22.5 at (0.05, 0.01),
+cases (``val`` is where targets are tuned, ``docs/science.md``), MPSNR with w = 1 / oracle
+weights was 18.9 / 23.5 dB at (``nuclear``, ``tau``) = (0.02, 0.02), 19.6 / 22.5 at (0.05, 0.01),
 21.5 / 21.1 at (0.05, 0.03) and 22.4 / 19.7 at (0.1, 0.01): the oracle weights (mean 1, so
 :math:`w \gg 1` on clean bands) want ≈ 5× less regularisation than :math:`w = 1`, and no value
 suits both. The reference sits near the weighted optimum, which is also what the tests'
@@ -89,6 +89,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from pipeline.models import linalg
 from pipeline.models.base import (
     ADMMModel,
     State,
@@ -217,7 +218,7 @@ class LRTV(ADMMModel):
         # is meant for converge=True.)
         m64 = m.to(torch.float64)
         gram = m64 @ m64.mT
-        lam, vec = torch.linalg.eigh(0.5 * (gram + gram.mT))
+        lam, vec = linalg.eigh(0.5 * (gram + gram.mT))  # one matrix at a time
         s = lam.clamp_min(threshold * threshold).sqrt()
         keep = torch.arange(lam.shape[-1], device=lam.device) >= lam.shape[-1] - rank
         h = (1.0 - threshold / s).clamp_min(0.0) * keep

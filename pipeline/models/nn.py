@@ -1,7 +1,7 @@
 r"""Weighted-fidelity nuclear norm (NN), the DLW source model "NN".
 
 Each sample is unfolded to the matrix :math:`Y \in \mathbb{R}^{C \times HW}` (bands × pixels) and
-scaled ×255, as the reference (Rui et al., arXiv 2301.06081; DESIGN §1.1):
+scaled ×255, as the reference (Rui et al., arXiv 2301.06081, and their code ``net.py``):
 
 .. math:: \min_L\ \tfrac{\lambda}{2} \sum_i w_i (Y_i - L_i)^2 + \|L\|_*,
           \qquad \mu_0 = \frac{2.5}{\sqrt{HW}\cdot 255},\quad \lambda = 10\,\mu_0 = \mu_0/0.1 .
@@ -18,10 +18,25 @@ which is what :meth:`NN.objective` reports (so objectives of all models share th
 :math:`\tfrac12\sum w (y-x)^2` fidelity); with :math:`w = 1` its minimiser is
 :math:`\operatorname{SVT}_{1/\lambda}(255\,Y)/255`. The reference's :math:`\sqrt{HW}` makes the
 threshold follow the noise's largest singular value (≈ σ(√C + √HW)): the reference value
-suits σ ≈ 10/255 only, and targets tune ``lam_factor`` (DESIGN §3).
+suits σ ≈ 10/255 only, and targets tune ``lam_factor`` (``docs/science.md``).
 
 ADMM with the splitting :math:`L = Z` (Boyd et al. 2011), start :math:`L = Z = 255\,Y`,
-:math:`\Lambda = 0`, :math:`\mu_0` growing ×1.03, 15 iterations, output :math:`Z/255`:
+:math:`\Lambda = 0`, :math:`\mu_0` growing ×1.03, 15 iterations, output :math:`Z/255`.
+``converge=False`` (unrolled, the DLW source) follows the reference iteration exactly (the
+authors' code, github.com/xyrui/DLWnet, ``net.py``, ``HWNUCLR.forward``, called with the cube
+×255 and ``mp = 255``; ``G`` there is :math:`\Lambda` here, same sign): :math:`Z` first, from the
+previous :math:`L` and :math:`\Lambda`, all with the :math:`\mu` of the iteration, which grows
+after the multiplier update, and the output is the last :math:`Z` (the last :math:`L` and
+:math:`\Lambda` updates do not reach it):
+
+.. math::
+    Z &\leftarrow \operatorname{SVT}_{1/\mu}(L + \Lambda/\mu)\\
+    L &\leftarrow (\lambda\, w \odot Y + \mu Z - \Lambda) / (\lambda w + \mu)\\
+    \Lambda &\leftarrow \Lambda + \mu (L - Z), \qquad \mu \leftarrow \rho\mu
+
+(the reference's ``thres_mat`` is SVT through the eigendecomposition of :math:`MM^\top`, as
+:mod:`pipeline.models.svt`). ``converge=True`` runs the standard order (:math:`L`, :math:`Z`,
+:math:`\Lambda`), whose residuals the stopping rule reads:
 
 .. math::
     L &\leftarrow (\lambda\, w \odot Y + \mu Z - \Lambda) / (\lambda w + \mu)\\
@@ -29,6 +44,7 @@ ADMM with the splitting :math:`L = Z` (Boyd et al. 2011), start :math:`L = Z = 2
     \Lambda &\leftarrow \Lambda + \mu (L - Z), \qquad
     \mu \leftarrow \min(\rho\mu,\ \mu_{\max}\lambda).
 
+In both, :math:`\mu \le \mu_{\max}\lambda`, a cap the reference's 15 iterations never reach.
 with singular value thresholding (Cai, Candès, Shen 2010) from :mod:`pipeline.models.svt`, whose
 gradient stays finite at the repeated and zero singular values of flat or low-rank cubes.
 
@@ -60,7 +76,7 @@ SCALE = 255.0  # the reference works on the 0–255 scale
 
 @dataclass(frozen=True)
 class NNParams:
-    """Settings of the NN ADMM; defaults are the DLW reference (DESIGN §1.1)."""
+    """Settings of the NN ADMM; defaults are the DLW reference (Rui et al. 2023, ``net.py``)."""
 
     lam_factor: float = 10.0  # λ = lam_factor · μ₀ (reference λ = μ₀/0.1); strength is 1/λ
     mu0_coef: float = 2.5  # μ₀ = mu0_coef / (√(HW) · 255)
@@ -132,6 +148,13 @@ class NN(ADMMModel):
         lw = ctx.lam * ctx.w
         l = (lw * ctx.y + mu * s["z"] - s["m"]) / (lw + mu)  # noqa: E741 (the paper's L)
         z = svt(l + s["m"] / mu, 1.0 / mu)
+        return {"l": l, "z": z, "m": s["m"] + mu * (l - z)}
+
+    def _unrolled_step(self, ctx: _Context, s: State, mu: Any) -> State:
+        # The reference's order (module docstring): Z from the previous L and Λ, then L, then Λ.
+        lw = ctx.lam * ctx.w
+        z = svt(s["l"] + s["m"] / mu, 1.0 / mu)
+        l = (lw * ctx.y + mu * z - s["m"]) / (lw + mu)  # noqa: E741 (the paper's L)
         return {"l": l, "z": z, "m": s["m"] + mu * (l - z)}
 
     def _residuals(self, ctx: _Context, new: State, old: State, mu: Any) -> tuple[Tensor, Tensor]:

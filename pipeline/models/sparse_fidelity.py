@@ -3,7 +3,7 @@ r"""The weighted Gaussian + sparse fidelity of the low-rank target models (LRTV,
 LRTV (He et al. 2016) and E3DTV (Peng et al. 2020) model the noisy cube as
 :math:`Y = X + S + N`: a clean cube :math:`X`, a sparse corruption :math:`S` (impulses, dead lines,
 stripes) and Gaussian noise :math:`N`. With DLW's weight map on the squared Gaussian residual
-(Rui et al., arXiv 2301.06081, eq. (2.1); DESIGN §1.1) and the published ℓ1 term on :math:`S`,
+(Rui et al., arXiv 2301.06081, eq. (2.1)) and the published ℓ1 term on :math:`S`,
 the fidelity of :math:`X` is
 
 .. math:: F_{w,\lambda}(x) = \min_S\ \tfrac12 \sum_i w_i (y_i - x_i - s_i)^2 + \lambda \|S\|_1

@@ -1,7 +1,7 @@
 """The main regularisation strength of each variational model, and how to scale it.
 
 The evaluate stage tunes every target's strength on ``val`` over multipliers of the reference
-values (DESIGN §3); ``stages.apply`` takes a multiplier from the command line.
+values (``docs/science.md``); ``stages.apply`` takes a multiplier from the command line.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def scaled_params(
     regularisation strength by ``multiplier`` :math:`m > 0`:
 
     * ``tv``, ``tvs``, ``tv_l1``: ``lam`` × m (the weight of the TV term);
-    * ``nn``: ``lam_factor`` ÷ m (λ weighs the fidelity; the strength is 1/λ, DESIGN §1.1);
+    * ``nn``: ``lam_factor`` ÷ m (λ weighs the fidelity; the strength is 1/λ, Rui et al. 2023);
     * ``lrtv``: ``nuclear`` and ``tau`` × m together (``lam``, the outlier threshold, stays);
     * ``e3dtv``: ``tau`` × m (``lam`` stays).
 

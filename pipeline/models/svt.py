@@ -37,13 +37,18 @@ The Gram matrix and its ``eigh`` are computed in float64 whatever the input dtyp
 :math:`\approx 10^{-8}\sigma_{\max}` (float32 would only give :math:`\approx 3\cdot 10^{-4}
 \sigma_{\max}`). The product :math:`H M` is taken in the input dtype. For :math:`C > N` the
 transpose is thresholded. Cost per matrix: :math:`O(C^2 N)` for the Gram matrix and the product,
-:math:`O(C^3)` for ``eigh`` — no SVD of the :math:`C \times N` matrix.
+:math:`O(C^3)` for ``eigh`` — no SVD of the :math:`C \times N` matrix. ``eigh`` runs on one
+matrix at a time (:mod:`pipeline.models.linalg`), so a matrix's result does not depend on the
+rest of its batch; :math:`H` is a spectral function of :math:`G`, so the eigenbasis chosen inside
+a repeated eigenvalue (and the signs of the eigenvectors) do not change it either.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from pipeline.models import linalg
 
 __all__ = ["shrinkage_gram", "svt", "svt_reference"]
 
@@ -64,7 +69,7 @@ class _GramShrink(torch.autograd.Function):
     @staticmethod
     def forward(ctx, gram: Tensor, tau: float) -> Tensor:
         sym = 0.5 * (gram + gram.mT)
-        lam, vec = torch.linalg.eigh(sym)
+        lam, vec = linalg.eigh(sym)  # one matrix at a time: independent of the batch
         out = (vec * _h(lam, tau).unsqueeze(-2)) @ vec.mT
         ctx.save_for_backward(lam, vec)
         ctx.tau = tau

@@ -5,8 +5,9 @@ r"""Weighted-fidelity anisotropic total variation (TV), the DLW source model "TV
 
 per band, with forward differences :math:`D = (D_v, D_h)` (periodic as the reference, or
 Neumann; :mod:`pipeline.models.differences`). Reference settings (Rui et al., arXiv 2301.06081,
-DESIGN §1.1): :math:`\lambda = 0.1`, :math:`\mu_1 = \mu_2 = 0.1` growing ×1.05 per iteration,
-20 iterations, start :math:`X = Z = Y`, :math:`U = DY`, zero multipliers, output :math:`Z`.
+and their code ``net.py``): :math:`\lambda = 0.1`, :math:`\mu_1 = \mu_2 = 0.1` growing ×1.05 per
+iteration, 20 iterations, start :math:`X = Z = Y`, :math:`U = DY`, zero multipliers, output
+:math:`Z`.
 
 ADMM with the splitting :math:`X = Z`, :math:`U = DZ` (Goldstein & Osher, "The split Bregman
 method for L1-regularized problems", SIAM J. Imaging Sci. 2(2), 2009; Boyd et al. 2011) on the
@@ -16,8 +17,43 @@ augmented Lagrangian
           + \langle \Lambda_1, X - Z\rangle + \tfrac{\mu_1}2 \|X - Z\|^2
           + \langle \Lambda_2, DZ - U\rangle + \tfrac{\mu_2}2 \|DZ - U\|^2 .
 
-Iteration :math:`k` (a two-block ADMM: :math:`(X, U)` — separable given :math:`Z` — then
-:math:`Z`, then the multipliers):
+Two orders of the same updates are used.
+
+``converge=False`` (unrolled, the DLW source) follows the reference iteration exactly: the
+authors' code (Rui, Cao, Zhao, Meng, Ng, arXiv 2301.06081; github.com/xyrui/DLWnet, ``net.py``,
+``HWTV.forward`` and ``HWTV_S.forward``, with ``Shrink``, ``TV_solver`` and the periodic
+``diff_*`` of ``methods.py``) updates :math:`U`, then :math:`Z`, then :math:`X`, then the
+multipliers, all with the penalties of iteration :math:`k`, which grow only after the
+multiplier updates:
+
+.. math::
+    U &\leftarrow \operatorname{soft}(DZ + \Lambda_2/\mu_2,\ \lambda/\mu_2)
+        \qquad (DZ \text{ of the previous } Z;\ DY \text{ at } k = 0)\\
+    Z &\leftarrow (\mu_1 I + \mu_2 D^\top D)^{-1}
+        \big(\mu_1 X + \Lambda_1 + \mu_2 D^\top(U - \Lambda_2/\mu_2)\big)
+        \qquad (X, \Lambda_1 \text{ of the previous iteration})\\
+    X &\leftarrow (w \odot y + \mu_1 Z - \Lambda_1) / (w + \mu_1)
+        \qquad\text{(the new } Z\text{, the previous } \Lambda_1)\\
+    \Lambda_1 &\leftarrow \Lambda_1 + \mu_1 (X - Z), \qquad
+    \Lambda_2 \leftarrow \Lambda_2 + \mu_2 (D Z - U)
+        \qquad (DZ \text{ of the new } Z),\\
+    \mu_{1,2} &\leftarrow \rho\,\mu_{1,2}.
+
+The reference's multiplier of :math:`U = DZ`, ``G2``, enters its Lagrangian as
+:math:`\langle G_2, U - DZ\rangle`; ours is :math:`\Lambda_2 = -G_2` (an exact negation, so the
+iterates are the reference's): its ``Shrink(DZ - G2/mu2, lam/mu2)`` is the :math:`U` above, and
+``TV_solver(X + G1/mu1, U + G2/mu2, ...)`` solves
+:math:`(\mu_1/\mu_2 + D^\top D) Z = D^\top(U + G_2/\mu_2) + (\mu_1/\mu_2)(X + G_1/\mu_1)`, the
+:math:`Z` above. The differences are periodic in both spatial axes (``torch.roll``), and for
+spectral TV the reference permutes the cube to put the bands last and rolls along them, so it is
+periodic along the bands too (band :math:`C-1` is differenced with band 0); its FFT solve along
+(width, bands) has a symbol constant along the width, i.e. a periodic solve along the bands. The
+output is :math:`Z`. The only departure: :math:`\mu` is capped at ``mu_max``, which the
+reference's 20 iterations never reach (:math:`0.1\cdot 1.05^{19} \approx 0.25`).
+
+``converge=True`` (the target solve) runs a standard two-block ADMM — :math:`(X, U)`, separable
+given :math:`Z`, then :math:`Z`, then the multipliers — whose convergence theory (Boyd et al.
+§3.2) covers the stopping rule:
 
 .. math::
     X &\leftarrow (w \odot y + \mu_1 Z - \Lambda_1) / (w + \mu_1)
@@ -29,6 +65,8 @@ Iteration :math:`k` (a two-block ADMM: :math:`(X, U)` — separable given :math:
     \Lambda_1 &\leftarrow \Lambda_1 + \mu_1 (X - Z), \qquad
     \Lambda_2 \leftarrow \Lambda_2 + \mu_2 (DZ - U),\\
     \mu_{1,2} &\leftarrow \min(\rho\,\mu_{1,2},\ \mu_{\max}).
+
+Both orders have the same fixed points (the minimiser).
 
 Residuals (see :mod:`pipeline.models.base`): :math:`a = (X, U)`, :math:`A = I`,
 :math:`B z = -(Z, DZ)`, so :math:`r = (X - Z,\ U - DZ)`, primal
@@ -65,7 +103,7 @@ __all__ = ["TV", "TVParams"]
 
 @dataclass(frozen=True)
 class TVParams:
-    """Settings of the TV-family ADMM; defaults are the DLW reference (DESIGN §1.1)."""
+    """Settings of the TV-family ADMM; defaults are the DLW reference (Rui et al. 2023)."""
 
     lam: float = 0.1  # λ, weight of the TV term (fidelity weight w, mean ≈ 1)
     mu1: float = 0.1  # initial penalty of X = Z
@@ -144,6 +182,29 @@ class _TVFamily(ADMMModel):
         )
         z = ctx.solve(rhs, mu1, mu2)
         dz = D(z)
+        return {
+            "x": x,
+            "z": z,
+            "u": u,
+            "dz": dz,
+            "l1": torch.add(s["l1"], x - z, alpha=mu1),
+            "l2": torch.add(s["l2"], dz - u, alpha=mu2),
+        }
+
+    def _unrolled_step(self, ctx: _Context, s: State, mu: Any) -> State:
+        # The reference's order (module docstring): U from the previous DZ, Z from the previous
+        # X, then X from the new Z, then both multipliers with the new Z.
+        mu1, mu2 = mu
+        D = ctx.D
+        u = F.softshrink(torch.add(s["dz"], s["l2"], alpha=1.0 / mu2), self.params.lam / mu2)
+        rhs = torch.add(
+            torch.add(s["l1"], s["x"], alpha=mu1),
+            D.adjoint(torch.sub(u, s["l2"], alpha=1.0 / mu2)),
+            alpha=mu2,
+        )
+        z = ctx.solve(rhs, mu1, mu2)
+        dz = D(z)
+        x = self._x_update(ctx, z, s["l1"], mu1)
         return {
             "x": x,
             "z": z,

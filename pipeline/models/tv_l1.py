@@ -14,7 +14,10 @@ map of the weighted ℓ1 term,
 models). Default :math:`\lambda = 0.5`: with ℓ1 fidelity a single-pixel outlier is removed
 exactly when :math:`4\lambda > w` (anisotropic TV of a spike of height :math:`h` is
 :math:`4\lambda h`), so the ℓ2 models' :math:`\lambda = 0.1` would keep every impulse; like every
-target's, λ is tuned per case on ``val`` (DESIGN §3).
+target's, λ is tuned per case on ``val`` (``docs/science.md``).
+
+Unrolled (``converge=False``), it runs the DLW reference order of :mod:`pipeline.models.tv`
+(:math:`U`, :math:`Z`, :math:`X`, multipliers), like the TV sources.
 """
 
 from __future__ import annotations

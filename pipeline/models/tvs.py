@@ -5,9 +5,11 @@ r"""Weighted-fidelity spectral total variation (TVS), the DLW source model "TVS"
 with :math:`(D_b X)_{c} = X_{c+1} - X_c` between neighbouring bands at every pixel: periodic
 along the bands by default, as the reference (band :math:`C-1` is compared with band 0), or
 ``boundary: neumann`` (no difference after the last band, first and last bands never coupled).
-Same ADMM, settings and residuals as :mod:`pipeline.models.tv` (Rui et al., arXiv 2301.06081;
-DESIGN §1.1), with :math:`D = D_b`; the :math:`Z`-update is an exact FFT (periodic) or
-symmetric-extension FFT (Neumann) along the band axis.
+Same ADMM, settings, residuals and unrolled reference order as :mod:`pipeline.models.tv`, with
+:math:`D = D_b` (Rui et al., arXiv 2301.06081; their ``net.py``, ``HWTV_S``, which permutes the
+cube to put the bands last and differences them with ``torch.roll``, i.e. periodically); the
+:math:`Z`-update is an exact FFT (periodic) or symmetric-extension FFT (Neumann) along the band
+axis.
 """
 
 from __future__ import annotations

@@ -271,7 +271,10 @@ def main() -> None:
         previous = json.loads(out.read_text()).get("parts", {})
         if "paper" in previous:
             results["parts"]["paper"] = previous["paper"]
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    from pipeline.io import write_bytes
+
+    # Atomic (temporary file, then rename): an interrupted run never leaves half a JSON file.
+    write_bytes(out, (json.dumps(results, indent=2) + "\n").encode("utf-8"))
     print(f"\nwrote {out.relative_to(ROOT)}")
 
 

@@ -12,7 +12,9 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
+import struct
 import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -116,12 +118,59 @@ def load_npz(path: str | os.PathLike, keys: tuple[str, ...]) -> dict[str, np.nda
         raise ValueError(f"{path}: not a readable .npz file ({exc})") from exc
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove what a killed :func:`atomic_dir` of ``path`` left beside it; returns the paths.
+
+    A SIGKILL (or power loss) between building the temporary folder and the swap leaves
+    ``.<name>.<pid>.<random>.tmp`` (and, mid-swap, ``.<name>.old-<pid>``) behind, where no
+    ``finally`` clause can remove it. Such a folder is stale when its process is gone; one
+    without a process id (an older naming) is always stale. Live processes' folders are kept.
+    """
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    pattern = re.compile(
+        rf"^\.{re.escape(path.name)}\.(?:(?P<pid>\d+)\.[^/]*\.tmp|[^/.]+\.tmp|old-(?P<old>\d+))$"
+    )
+    for entry in path.parent.iterdir():
+        m = pattern.match(entry.name)
+        if m is None:
+            continue
+        pid = m["pid"] or m["old"]
+        if pid is not None and (int(pid) == os.getpid() or _pid_alive(int(pid))):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Build a folder in a temporary sibling and swap it into place only on success."""
+    """Build a folder in a temporary sibling and swap it into place only on success.
+
+    Temporaries of earlier runs that were killed before they could clean up are removed first
+    (:func:`remove_stale_temporaries`), so an interrupted stage leaves nothing behind for good.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    remove_stale_temporaries(path)
+    tmp = Path(
+        tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    )
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700
@@ -139,8 +188,6 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
 
 def safe_name(name: str, what: str = "name") -> str:
     """Reject names that could escape their folder or are awkward as file names."""
-    import re
-
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}", name) or ".." in name:
         raise ValueError(
             f"{what} {name!r} is not a safe file name: use letters, digits, '.', '_', '+', '-' "
@@ -153,9 +200,16 @@ SCHEMA_VERSION = 1
 PARQUET_META_KEY = b"dlw_bench"
 
 
-def write_parquet(path: str | os.PathLike, df, metadata: Mapping[str, Any]) -> None:
+def write_parquet(
+    path: str | os.PathLike, df, metadata: Mapping[str, Any], compression: str = "snappy"
+) -> None:
     """A DataFrame as Parquet, with ``metadata`` (schema version, run configuration) as JSON
-    under the ``dlw_bench`` key of the file's key-value metadata."""
+    under the ``dlw_bench`` key of the file's key-value metadata.
+
+    Every writer setting is fixed here rather than left to the library's defaults, so the
+    bytes are a function of the table and the pinned pyarrow version (whose name the format
+    records in its footer) only, on every machine and with any number of threads.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -164,7 +218,18 @@ def write_parquet(path: str | os.PathLike, df, metadata: Mapping[str, Any]) -> N
     meta[PARQUET_META_KEY] = canonical_json({"schema_version": SCHEMA_VERSION, **metadata}).encode()
     table = table.replace_schema_metadata(meta)
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+        pq.write_table(
+            table,
+            tmp,
+            version="2.6",
+            compression=compression,
+            use_dictionary=True,
+            write_statistics=True,
+            data_page_version="1.0",
+            store_schema=True,
+            write_page_index=False,
+            write_page_checksum=False,
+        )
 
 
 def read_parquet_meta(path: str | os.PathLike) -> dict[str, Any]:
@@ -172,3 +237,39 @@ def read_parquet_meta(path: str | os.PathLike) -> dict[str, Any]:
 
     meta = pq.read_schema(path).metadata or {}
     return json.loads(meta.get(PARQUET_META_KEY, b"{}"))
+
+
+def png_bytes(rgb: np.ndarray, dpi: float | None = None) -> bytes:
+    """An 8-bit RGB or RGBA PNG (ISO/IEC 15948) from an (H, W, 3 or 4) uint8 array.
+
+    Written here rather than by Pillow because Pillow's bundled zlib-ng chooses its match
+    finder by CPU and may compress the same pixels to different bytes on different machines;
+    the standard library's zlib (the reference implementation) at a fixed level does not.
+    Every row uses the "Sub" filter (byte minus the byte one pixel to the left, mod 256); no
+    text or time chunks, so identical pixels give identical files.
+    """
+    import zlib
+
+    a = np.ascontiguousarray(rgb)
+    if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] not in (3, 4):
+        raise ValueError(f"png_bytes needs an (H, W, 3|4) uint8 array, got {a.dtype} {a.shape}")
+    h, w, c = a.shape
+    sub = a.copy()
+    sub[:, 1:] = a[:, 1:] - a[:, :-1]  # uint8 arithmetic wraps mod 256, as the filter wants
+    raw = np.concatenate([np.ones((h, 1), np.uint8), sub.reshape(h, w * c)], axis=1)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    colour_type = 2 if c == 3 else 6
+    out = [
+        b"\x89PNG\r\n\x1a\n",
+        chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, colour_type, 0, 0, 0)),
+    ]
+    if dpi is not None:
+        ppm = round(dpi / 0.0254)  # pixels per metre
+        out.append(chunk(b"pHYs", struct.pack(">IIB", ppm, ppm, 1)))
+    out.append(chunk(b"IDAT", zlib.compress(raw.tobytes(), 9)))
+    out.append(chunk(b"IEND", b""))
+    return b"".join(out)

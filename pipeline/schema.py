@@ -86,17 +86,18 @@ def parse(tp: Any, value: Any, where: str) -> Any:
 def parse_dataclass(cls: type[T], value: Any, where: str) -> T:
     if value is None:
         value = {}
-    if not isinstance(value, dict):
-        raise fail(where, value, f"must be a mapping of {cls.__name__} fields")
-    hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(value) - set(fields))
-    if unknown:
-        key = unknown[0]
-        raise ConfigError(
-            f"{join(where, str(key))}: unknown key (allowed under {where or 'the top level'}: "
-            f"{', '.join(sorted(fields))})"
+    if not isinstance(value, dict):
+        # A YAML list or scalar where a section (key: value lines) belongs.
+        raise fail(
+            where or "the top level",
+            value,
+            f"must be a mapping of keys ({', '.join(sorted(fields))}), not a {_kind(value)}",
         )
+    hints = typing.get_type_hints(cls)
+    unknown = sorted((k for k in value if k not in fields), key=str)
+    if unknown:
+        raise ConfigError(unknown_keys(where, unknown, sorted(fields)))
     kwargs = {}
     for name, f in fields.items():
         key = join(where, name)
@@ -109,6 +110,28 @@ def parse_dataclass(cls: type[T], value: Any, where: str) -> T:
     if check is not None:
         check(where)
     return obj
+
+
+def unknown_keys(where: str, keys: list[Any], allowed: list[str]) -> str:
+    """``sead: unknown key (did you mean 'seed'? allowed at the top level: ...)``."""
+    import difflib
+
+    names = ", ".join(join(where, str(k)) for k in keys)
+    hints = []
+    for k in keys:
+        close = difflib.get_close_matches(str(k), allowed, n=1)
+        if close:
+            hints.append(f"did you mean {join(where, close[0])!r} for {str(k)!r}?")
+    place = f"under {where}" if where else "at the top level"
+    noun = "unknown key" if len(keys) == 1 else "unknown keys"
+    hints.append(f"allowed {place}: " + ", ".join(allowed))
+    return f"{names}: {noun} ({' '.join(hints)})"
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "list"
+    return type(value).__name__
 
 
 def join(where: str, key: str) -> str:

@@ -7,7 +7,7 @@ For every target (``tv``, ``tvs``, ``nn``, ``lrtv``, ``e3dtv``; Neumann boundari
 has one, ``solve(y, w, converge=True)``) × noise case of the split × weighting:
 
 * weightings: ``unweighted`` (w = 1) and ``oracle`` (w ∝ 1/σ² from the true σ map, 0 on the
-  corrupted pixels, normalised to mean 1 per image; DESIGN §1.1);
+  corrupted pixels, normalised to mean 1 per image; docs/science.md);
 * strengths: the reference parameters times the multipliers ``GRID`` of the *main*
   regularisation strength: ``lam`` for tv and tvs, ``1/lam_factor`` for nn (its λ weighs the
   fidelity), ``nuclear`` and ``tau`` together for lrtv (its sparse weight ``lam`` is part of the

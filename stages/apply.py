@@ -2,12 +2,14 @@
 
     python -m stages.apply INPUT --weighting {unweighted,handcrafted,dlw}
         [--checkpoint models/dlw/<set>/best.pt] [--target tv] --out OUTDIR [--strength 1.0]
-        [--key NAME] [--normalise]
+        [--key NAME] [--layout chw|hwc] [--normalise]
 
-INPUT: ``.npy`` (C, H, W), ``.png`` / ``.jpg`` / ``.tif`` (grey or RGB) or ``.mat`` (a cube in
-MATLAB's (H, W, C) order; ``--key`` names the array). ``--strength`` multiplies the target's
-reference regularisation strength (:func:`pipeline.evaluate.apply.scaled_params`);
-``--normalise`` maps the image min-max to [0, 1] first (every model assumes data range 1).
+INPUT: ``.npy`` (a cube: ``--layout`` chw or hwc, else the shortest of the first and last axes
+is the band axis, and a file where that does not decide is refused), ``.png`` / ``.jpg`` /
+``.tif`` (grey or RGB) or ``.mat`` (a cube in MATLAB's (H, W, C) order; ``--key`` names the
+array). ``--strength`` multiplies the target's reference regularisation strength
+(:func:`pipeline.evaluate.apply.scaled_params`); ``--normalise`` maps the image min-max to
+[0, 1] first (every model assumes data range 1).
 Writes ``OUTDIR/restored.npy``, ``weights.npy`` (float32 (C, H, W)), ``noisy.png``,
 ``restored.png``, ``weights.png`` (grey for one band, false colour of three bands otherwise) and
 ``summary.json``, and prints iterations, convergence and times. Reads no ``params.yaml``.
@@ -17,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -57,8 +61,25 @@ def parser() -> argparse.ArgumentParser:
         help="multiplier of the target's reference regularisation strength (default 1)",
     )
     p.add_argument("--key", help="name of the array in a .mat file")
+    p.add_argument(
+        "--layout",
+        choices=("chw", "hwc"),
+        help="axis order of a .npy cube (default: the shortest of the first/last axes is C)",
+    )
     p.add_argument("--normalise", action="store_true", help="min-max the image to [0, 1] first")
     return p
+
+
+def check_writable(out: str) -> None:
+    """Refuse an output folder that cannot be made or written before any work (a solve can
+    take minutes); nothing is created here."""
+    probe = Path(out)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ValueError(f"--out {out}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out}: {probe} is not writable")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -69,7 +90,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise ValueError("--weighting dlw needs --checkpoint models/dlw/<source set>/best.pt")
     if args.checkpoint and args.weighting != "dlw":
         raise ValueError(f"--checkpoint is only used by --weighting dlw, not {args.weighting!r}")
-    noisy = read_image(args.input, args.key)
+    check_writable(args.out)
+    noisy = read_image(args.input, args.key, args.layout)
+    if noisy.size and not np.any(noisy):
+        log.warning("%s: every value is 0 (an empty or black image)", args.input)
     scaled = None
     if args.normalise:
         noisy, lo, hi = normalise(noisy)
@@ -119,8 +143,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return summary
 
 
-if __name__ == "__main__":
-    from stages._common import run
-
+def cli(argv: list[str] | None = None) -> int:
+    """``main`` for the command line: any failure ends in one line naming what failed and exit
+    status 1 (2 for bad arguments, as argparse; 130 for Ctrl-C), never a traceback."""
     logging.basicConfig(level=logging.INFO, format="[apply] %(message)s", stream=sys.stderr)
-    run("apply", lambda: main(sys.argv[1:]))
+    try:
+        main(argv)
+    except KeyboardInterrupt:
+        print("[apply] interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"[apply] error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # anything else still gets one line, with its kind
+        print(f"[apply] error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    """A decoder's multi-line message (e.g. imageio's list of plugins) on one line."""
+    return " ".join(str(exc).split())
+
+
+if __name__ == "__main__":
+    sys.exit(cli(sys.argv[1:]))

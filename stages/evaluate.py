@@ -32,6 +32,7 @@ def main() -> None:
     from pipeline.tracking import disable_telemetry, resolve_tracking_uri
 
     disable_telemetry()
+    from pipeline.compute import ray_session
     from pipeline.evaluate.results import (
         gallery_table,
         git_commit,
@@ -41,15 +42,14 @@ def main() -> None:
         run_config,
         tuning_table,
     )
-    from pipeline.evaluate.runs import log_runs
     from pipeline.evaluate.summary import summary
     from pipeline.evaluate.transfer import check_targets, run_transfer
     from pipeline.io import write_json, write_parquet
-    from pipeline.train.driver import ray_session
 
     p = params.evaluate
     root = Path.cwd()
     check_targets(p)
+    uri = resolve_tracking_uri(params.tracking.uri, root)
     section = {"seed": params.seed, "evaluate": params.to_dict()["evaluate"]}
     provenance = {
         "git_commit": git_commit(root),
@@ -57,19 +57,23 @@ def main() -> None:
         "dataset_hash": dataset_hash(root / "data" / "degraded" / "manifest.parquet"),
     }
     t0 = time.perf_counter()
-    with ray_session(params.ray.address, params.ray.num_cpus):
+    with ray_session(params.ray.address, params.ray.num_cpus, {"evaluate.cpu": ("CPU", p.cpu)}):
         result = run_transfer(root, p)
     solve_s = time.perf_counter() - t0
-    uri = resolve_tracking_uri(params.tracking.uri, root)
-    run_ids = log_runs(uri, params.tracking.experiment, root, result, provenance)
-    versions = package_versions()
-    config = run_config(section, provenance, versions)
-    results = results_table(result, provenance, run_ids)
+    # Every out is written before MLflow is called: an unreachable or failing tracking server
+    # costs the run ids, never the solved cells.
+    config = run_config(section, provenance, package_versions())
+    results = results_table(result, provenance, {})
     write_parquet(root / "reports" / "tuning.parquet", tuning_table(result), config)
     write_parquet(root / "reports" / "gallery.parquet", gallery_table(result), config)
     write_parquet(root / "reports" / "results.parquet", results, config)
     stats = summary(results)
     write_json(root / "reports" / "evaluate.json", stats)
+    run_ids = track(uri, params.tracking.experiment, root, result, provenance)
+    if run_ids:
+        keys = zip(results.weighting, results.seed, results.target, strict=True)
+        results["mlflow_run_id"] = [run_ids.get(k, "") for k in keys]
+        write_parquet(root / "reports" / "results.parquet", results, config)
     log.info(
         "%d test cells, %d val solves in %.0f s (%d not converged, %d strengths on the grid edge)",
         len(results),
@@ -80,6 +84,19 @@ def main() -> None:
     )
     for line in stats_lines(results):
         log.info("%s", line)
+
+
+def track(uri: str, experiment: str, root: Path, result: dict, provenance: dict) -> dict:
+    """Log the MLflow runs; returns ``{(weighting, seed, target): run_id}`` of those logged (none
+    when the server is unreachable; those before an error otherwise), after one warning."""
+    from pipeline.evaluate.runs import log_runs
+    from pipeline.tracking import Tracker
+
+    tracker = Tracker(uri)
+    ids: dict = {}
+    if tracker.check():
+        tracker.call(log_runs, uri, experiment, root, result, provenance, ids=ids)
+    return ids
 
 
 def stats_lines(results) -> list[str]:

@@ -50,14 +50,16 @@ def main() -> None:
     unweighted = unweighted_scores(params, root / "data" / "clean")
     metrics = write_outputs(result, params, root, unweighted)
     logged = log_weight_maps(result, params, root / "data" / "clean")
+    tracked = result.tracker is None or result.tracker.enabled
     log.info(
-        "experiment %s%s: %d trials in %.0f s (%d weight maps logged to %s)",
+        "experiment %s%s: %d trials in %.0f s (%s)",
         result.experiment,
         " (resumed)" if result.resumed else "",
         len(result.outcomes),
         fit_s,
-        logged,
-        result.tracking_uri,
+        f"{logged} weight maps logged to {result.tracking_uri}"
+        if tracked
+        else f"not tracked: MLflow at {result.tracking_uri} unavailable",
     )
     cpu = [float(o.metrics.get("trial_cpu_s", 0.0)) for o in result.outcomes]
     if cpu and not result.resumed:  # a resumed trial's CPU counts only its last part

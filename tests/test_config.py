@@ -100,3 +100,58 @@ def test_a_stage_stops_with_one_clear_line_on_bad_params(tmp_path):
     assert done.returncode != 0
     assert "prepare.split.test = -2" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # A top-level typo: reported with the closest known key.
+        ("seed: 1\nsead: 3\n", r"bad.yaml: sead: unknown key \(did you mean 'seed'"),
+        # Keys of mixed types used to crash the sorting of the unknown keys.
+        ("1: 2\nsead: 3\n", r"bad.yaml: 1, sead: unknown keys"),
+        # A YAML list (or scalar) where a section belongs names the key and what it got.
+        ("train: [1, 2]\n", r"bad.yaml: train = \[1, 2\]: must be a mapping .* not a list"),
+        ("- 1\n- 2\n", r"bad.yaml: the top level = \[1, 2\]: must be a mapping"),
+        (
+            "evaluate:\n  targets: [tv]\n",
+            r"bad.yaml: evaluate.targets = \['tv'\]: must be a mapping",
+        ),
+        # A list used as a key (``? [a, b]``) is refused with the file and line.
+        ("seed: 1\n? [a, b]\n: 3\n", r"bad.yaml:2: a key must be a name"),
+    ],
+)
+def test_bad_structure_names_the_file_and_key(tmp_path, text, message):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_params(bad)
+
+
+def test_a_non_utf8_file_is_named_with_its_line(tmp_path):
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes("seed: 1\nprepare:\n  path: /data/caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1.yaml:3: not UTF-8 text \(byte 0xe9"):
+        load_params(bad)
+
+
+def test_check_file_reports_every_section_and_the_deep_checks(tmp_path):
+    from pipeline.config import check_file
+
+    assert check_file(ROOT / "params.yaml") == []
+    assert check_file(ROOT / "profiles" / "paper.yaml") == []
+    bad = tmp_path / "p.yaml"
+    bad.write_text("sead: 3\ntrain: [1, 2]\nprepare: {scale: 2}\nseed: 1\n")
+    errors = check_file(bad)
+    assert len(errors) == 3, errors
+    assert errors[0].startswith(f"{bad}: sead: unknown key")
+    assert errors[1].startswith(f"{bad}: prepare.scale = 2")
+    assert errors[2].startswith(f"{bad}: train = [1, 2]")
+    # Checks beyond the schema: target overrides (they need the models) and report options.
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("evaluate: {tv_l1: {foo: 1}}\nreport: {confidence: 2.0}\n")
+    errors = check_file(deep)
+    assert [e.split(":")[1].strip() for e in errors] == [
+        "evaluate.tv_l1.foo",
+        "report.confidence = 2.0",
+    ]
+    assert all(e.startswith(str(deep)) for e in errors)

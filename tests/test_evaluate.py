@@ -40,10 +40,21 @@ def test_bad_evaluate_params_name_the_key(section, key):
         parse_params({"evaluate": section})
 
 
-def test_overrides_are_checked_by_the_model():
-    bad = EvaluateParams(targets={"tv": {"lamda": 0.1}})
-    with pytest.raises(ValueError, match=r"evaluate\.targets\.tv.*lamda"):
-        check_targets(bad)
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        (
+            {"targets": {"tv": {"lamda": 0.1}}},
+            r"params\.yaml: evaluate\.targets\.tv\.lamda: unknown",
+        ),
+        ({"targets": {"tv": {"tol": "x"}}}, r"params\.yaml: evaluate\.targets\.tv\.tol = 'x'"),
+        # tv_l1 has its own section: the error names it, not evaluate.targets.tv_l1.
+        ({"tv_l1": {"foo": 1}}, r"params\.yaml: evaluate\.tv_l1\.foo: unknown key"),
+    ],
+)
+def test_overrides_are_checked_by_the_model_under_their_own_key(section, message):
+    with pytest.raises(ConfigError, match=message):
+        check_targets(EvaluateParams(**section))
     check_targets(EvaluateParams())  # the defaults build
 
 

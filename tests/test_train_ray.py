@@ -360,6 +360,18 @@ def _stage(repo: Path, env: dict) -> subprocess.Popen:
     )
 
 
+def _registered_checkpoint(ray_dir: Path) -> bool:
+    """A trial whose first checkpoint the driver has processed. The trainable writes
+    ``checkpoint_000000`` before the driver has taken its report, and a Ctrl-C in between
+    leaves an experiment that does not know the checkpoint; the driver writes ``result.json``
+    once it has processed the report."""
+    for trial in ray_dir.glob("dlw-*/*/"):
+        result = trial / "result.json"
+        if (trial / "checkpoint_000000").is_dir() and result.is_file() and result.stat().st_size:
+            return True
+    return False
+
+
 def test_interrupted_stage_resumes_its_experiment(mlflow_template, tmp_path):  # noqa: F811
     repo = tmp_path / "project"
     repo.mkdir()
@@ -374,7 +386,7 @@ def test_interrupted_stage_resumes_its_experiment(mlflow_template, tmp_path):  #
 
     first = _stage(repo, env)
     deadline = time.monotonic() + 180
-    while not list((repo / "runs" / "ray").glob("dlw-*/*/checkpoint_000000")):
+    while not _registered_checkpoint(repo / "runs" / "ray"):
         assert first.poll() is None, first.stdout.read()
         assert time.monotonic() < deadline, "no checkpoint within 3 minutes"
         time.sleep(0.2)

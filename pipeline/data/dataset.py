@@ -51,7 +51,9 @@ class PrepareSummary:
     effective_rank: dict[str, float] = field(default_factory=dict)
 
 
-def convert_bands(x: np.ndarray, p: PrepareParams, seed: int, origin: str) -> tuple[np.ndarray, bool]:
+def convert_bands(
+    x: np.ndarray, p: PrepareParams, seed: int, origin: str
+) -> tuple[np.ndarray, bool]:
     """(C, H, W) → (``p.bands``, H, W); returns the array and whether it is synthetic."""
     c = x.shape[0]
     if c == p.bands:
@@ -73,13 +75,56 @@ def convert_bands(x: np.ndarray, p: PrepareParams, seed: int, origin: str) -> tu
     raise ValueError(f"{origin}: has {c} band(s), but prepare.bands = {p.bands}")
 
 
+def gaussian_kernel(sigma: float, radius: int) -> np.ndarray:
+    """Normalised Gaussian weights ``exp(-x² / 2σ²)``, x = −radius … radius, float64.
+
+    The same kernel as ``scipy.ndimage.gaussian_filter1d`` (its argument is evaluated the same
+    way, ``x · (x · c)`` with ``c = −0.5 / σ²``), but each ``exp`` is computed with
+    :mod:`decimal`, which rounds correctly, instead of ``np.exp``: NumPy evaluates float64
+    ``exp`` with AVX-512 code on CPUs that have it and with the C library elsewhere, and the two
+    differ in the last bit for some arguments, which made the weights depend on the machine.
+    """
+    import decimal
+
+    c = -0.5 / (sigma * sigma)
+    ctx = decimal.Context(prec=40)
+    phi = np.array(
+        [
+            float(ctx.exp(decimal.Decimal(x * (x * c))))
+            for x in map(float, range(-radius, radius + 1))
+        ]
+    )
+    return phi / phi.sum()
+
+
 def rescale(x: np.ndarray, scale: float) -> np.ndarray:
+    """Anti-aliased bilinear down-scaling of a (C, H, W) image, as ``skimage.transform.rescale``
+    (``order=1, anti_aliasing=True, mode="reflect", preserve_range=True``) computes it.
+
+    Output size ``round(scale · H) × round(scale · W)``; a Gaussian of standard deviation
+    ``(H_in / H_out − 1) / 2`` per axis (scikit-image's rule), truncated at 4σ, is applied
+    first, then ``scipy.ndimage.zoom`` (linear, grid mode, mirror boundary), clipped to the
+    input's range. Written out so that the Gaussian's weights come from :func:`gaussian_kernel`
+    (machine independent) and every remaining step is +, ×, ÷ in a fixed order.
+    """
     if scale == 1.0:
         return x
-    from skimage.transform import rescale as sk_rescale
+    from scipy import ndimage
 
-    return sk_rescale(x, scale, order=1, channel_axis=0, anti_aliasing=True, preserve_range=True,
-                      mode="reflect")
+    hwc = np.moveaxis(np.asarray(x, dtype=np.float64), 0, -1)
+    in_shape = np.array(hwc.shape, dtype=np.float64)
+    out_shape = np.array([max(round(scale * n), 1) for n in hwc.shape[:2]] + [hwc.shape[2]])
+    factors = np.divide(in_shape, out_shape)
+    filtered = hwc
+    for axis in (0, 1):
+        sigma = max(0.0, float((factors[axis] - 1) / 2))
+        if sigma > 1e-15:
+            weights = gaussian_kernel(sigma, int(4.0 * sigma + 0.5))[::-1]
+            filtered = ndimage.correlate1d(filtered, weights, axis, mode="mirror", cval=0.0)
+    zoom = [1 / f for f in factors]
+    out = ndimage.zoom(filtered, zoom, order=1, mode="mirror", cval=0.0, grid_mode=True)
+    np.clip(out, hwc.min(), hwc.max(), out=out)
+    return np.moveaxis(out, -1, 0)
 
 
 def normalize(t: np.ndarray, how: str, origin: str) -> np.ndarray | None:
@@ -126,7 +171,7 @@ def make_tiles(raw: RawImage, p: PrepareParams, seed: int) -> list[Tile]:
         y0 = int(rng.integers(0, h - size_h + 1))
         x0 = int(rng.integers(0, w - size_w + 1))
         crop = x[:, y0 : y0 + size_h, x0 : x0 + size_w]
-        # ERGAS divides by band means: near-black crops would dominate it (DESIGN §3).
+        # ERGAS divides by band means: near-black crops would dominate it (docs/conventions.md).
         if crop.mean() / peak < p.min_mean:
             continue
         norm = normalize(crop, p.normalize, raw.origin)
@@ -134,7 +179,8 @@ def make_tiles(raw: RawImage, p: PrepareParams, seed: int) -> list[Tile]:
             continue
         arr = quantize(norm, p.quantize_bits)
         rank = effective_rank(arr) if arr.shape[0] > 1 else None
-        # A synthetic tile must not flatter low-rank models (DESIGN §3); real data is as it is.
+        # A synthetic tile must not flatter low-rank models
+        # (docs/conventions.md); real data is as it is.
         if synthetic and rank is not None and rank < p.min_effective_rank:
             continue
         tiles.append(Tile(raw.name, len(tiles), arr, y0, x0, synthetic, rank))
@@ -171,14 +217,21 @@ def prepare(p: PrepareParams, seed: int, out: str | Path = "data/clean", progres
     by_hash: dict[str, str] = {}
     tiles: dict[str, list[Tile]] = {}
     origins: dict[str, RawImage] = {}
-    bar = tqdm(loader(p.path, p.images, p.bands), desc=f"prepare: {p.source} images → tiles",
-               unit="image", disable=not progress)
+    bar = tqdm(
+        loader(p.path, p.images, p.bands, p.layout),
+        desc=f"prepare: {p.source} images → tiles",
+        unit="image",
+        disable=not progress,
+    )
     for raw in bar:
         bar.set_postfix_str(raw.name)
         if raw.content_sha256 in by_hash:
             summary.duplicates_removed[raw.name] = by_hash[raw.content_sha256]
-            log.warning("prepare: %s has the same pixels as %s; dropped", raw.name,
-                        by_hash[raw.content_sha256])
+            log.warning(
+                "prepare: %s has the same pixels as %s; dropped",
+                raw.name,
+                by_hash[raw.content_sha256],
+            )
             continue
         by_hash[raw.content_sha256] = raw.name
         made = make_tiles(raw, p, seed)
@@ -203,25 +256,27 @@ def prepare(p: PrepareParams, seed: int, out: str | Path = "data/clean", progres
                 rel = out / split / f"{image_id}.npy"
                 save_npy(tmp / split / f"{image_id}.npy", t.array)
                 c, h, w = t.array.shape
-                rows.append({
-                    "image_id": image_id,
-                    "source_image": name,
-                    "tile": t.index,
-                    "split": split,
-                    "source": p.source,
-                    "origin": origins[name].origin,
-                    "path": rel.as_posix(),
-                    "channels": c,
-                    "height": h,
-                    "width": w,
-                    "crop_y": t.y,
-                    "crop_x": t.x,
-                    "scale": p.scale,
-                    "sha256": array_sha256(t.array),
-                    "content_sha256": origins[name].content_sha256,
-                    "synthetic": t.synthetic,
-                    "effective_rank": t.effective_rank,
-                })
+                rows.append(
+                    {
+                        "image_id": image_id,
+                        "source_image": name,
+                        "tile": t.index,
+                        "split": split,
+                        "source": p.source,
+                        "origin": origins[name].origin,
+                        "path": rel.as_posix(),
+                        "channels": c,
+                        "height": h,
+                        "width": w,
+                        "crop_y": t.y,
+                        "crop_x": t.x,
+                        "scale": p.scale,
+                        "sha256": array_sha256(t.array),
+                        "content_sha256": origins[name].content_sha256,
+                        "synthetic": t.synthetic,
+                        "effective_rank": t.effective_rank,
+                    }
+                )
         df = pd.DataFrame(rows).sort_values(["split", "image_id"], kind="stable")
         df = df.reset_index(drop=True)
         summary.dataset_hash = json_sha256(df[["image_id", "split", "sha256"]].values.tolist())
@@ -230,11 +285,20 @@ def prepare(p: PrepareParams, seed: int, out: str | Path = "data/clean", progres
         summary.files = {s: int((df.split == s).sum()) for s in SPLITS}
         ranks = df["effective_rank"].dropna()
         if len(ranks):
-            summary.effective_rank = {"min": float(ranks.min()), "mean": float(ranks.mean()),
-                                      "max": float(ranks.max())}
-        meta = {"stage": "prepare", "seed": seed, "params": to_plain(p),
-                "dataset_hash": summary.dataset_hash, "synthetic": summary.synthetic}
-        write_parquet(tmp / "manifest.parquet", df, meta)
+            summary.effective_rank = {
+                "min": float(ranks.min()),
+                "mean": float(ranks.mean()),
+                "max": float(ranks.max()),
+            }
+        meta = {
+            "stage": "prepare",
+            "seed": seed,
+            "params": to_plain(p),
+            "dataset_hash": summary.dataset_hash,
+            "synthetic": summary.synthetic,
+        }
+        # Uncompressed: a few kB, and no compression library in the bytes.
+        write_parquet(tmp / "manifest.parquet", df, meta, compression="none")
     return df, summary
 
 

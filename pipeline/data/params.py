@@ -46,9 +46,13 @@ class PrepareParams:
     # (null: every image found under `path`).
     images: list[str] | None = field(default_factory=lambda: list(EMBEDDED_DEFAULT))
     bands: int = 31
+    # Axis order of .npy / TIFF-stack cubes of a folder source: "chw" or "hwc". null: told by
+    # the band count (bands, or 3/4 for RGB); a file that fits both orders is refused.
+    layout: Literal["chw", "hwc"] | None = None
     n_endmembers: int = 12
     temperature: float = 0.12
-    # Synthetic tiles at or below this effective rank are redrawn (DESIGN §3: must exceed 3).
+    # Synthetic tiles at or below this effective rank are redrawn
+    # (docs/conventions.md: must exceed 3).
     min_effective_rank: int = 4
     scale: float = 0.25
     tile_size: int | None = 32
@@ -60,22 +64,42 @@ class PrepareParams:
 
     def check(self, where: str) -> None:
         if self.source != "embedded":
-            require(self.path is not None, f"{where}.path", self.path,
-                    f"source {self.source!r} needs the dataset's root folder")
+            require(
+                self.path is not None,
+                f"{where}.path",
+                self.path,
+                f"source {self.source!r} needs the dataset's root folder",
+            )
         require(self.bands >= 1, f"{where}.bands", self.bands, "must be ≥ 1")
-        require(self.n_endmembers >= 6, f"{where}.n_endmembers", self.n_endmembers,
-                "synthetic cubes mix at least 6 endmember spectra")
+        require(
+            self.n_endmembers >= 6,
+            f"{where}.n_endmembers",
+            self.n_endmembers,
+            "synthetic cubes mix at least 6 endmember spectra",
+        )
         require(self.temperature > 0, f"{where}.temperature", self.temperature, "must be > 0")
-        require(self.min_effective_rank >= 0, f"{where}.min_effective_rank",
-                self.min_effective_rank, "must be ≥ 0")
+        require(
+            self.min_effective_rank >= 0,
+            f"{where}.min_effective_rank",
+            self.min_effective_rank,
+            "must be ≥ 0",
+        )
         require(0 < self.scale <= 1, f"{where}.scale", self.scale, "must lie in (0, 1]")
         if self.tile_size is not None:
             require(self.tile_size >= 8, f"{where}.tile_size", self.tile_size, "must be ≥ 8")
-        require(self.tiles_per_image >= 1, f"{where}.tiles_per_image", self.tiles_per_image,
-                "must be ≥ 1")
+        require(
+            self.tiles_per_image >= 1,
+            f"{where}.tiles_per_image",
+            self.tiles_per_image,
+            "must be ≥ 1",
+        )
         require(0 <= self.min_mean < 1, f"{where}.min_mean", self.min_mean, "must lie in [0, 1)")
-        require(8 <= self.quantize_bits <= 24, f"{where}.quantize_bits", self.quantize_bits,
-                "must lie in [8, 24]")
+        require(
+            8 <= self.quantize_bits <= 24,
+            f"{where}.quantize_bits",
+            self.quantize_bits,
+            "must lie in [8, 24]",
+        )
         if self.images is not None:
             require(len(self.images) > 0, f"{where}.images", self.images, "must not be empty")
             dupes = sorted({n for n in self.images if self.images.count(n) > 1})

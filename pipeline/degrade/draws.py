@@ -68,7 +68,11 @@ class Draw:
         elif self.kind == "choice":
             out = np.asarray(self.values, dtype=np.float64)[rng.integers(0, len(self.values), n)]
         else:
-            out = rng.uniform(self.values[0], self.values[1], n)
+            # lo + (hi − lo) · U as two NumPy operations: the same numbers as rng.uniform, but no
+            # compiler can contract them into a fused multiply-add (as C code may on CPUs with
+            # FMA), so every machine draws identical values.
+            lo, hi = self.values
+            out = lo + (hi - lo) * rng.random(n)
         return out[0] if size is None else out
 
     def check_range(self, where: str, lo: float, hi: float) -> None:

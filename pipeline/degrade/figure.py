@@ -6,7 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.io import atomic_path
+from pipeline.io import png_bytes, write_bytes
+
+DPI = 80
 
 
 def false_colour(x: np.ndarray) -> np.ndarray:
@@ -28,7 +30,7 @@ def degradation_figure(examples: dict, image_id: str, synthetic: bool, path: str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pipeline.evaluate.metrics import mpsnr
+    from pipeline.degrade.suite import portable_mpsnr
 
     labels = list(examples)
     fig, axes = plt.subplots(len(labels), 5, figsize=(12.5, 2.6 * len(labels)), squeeze=False)
@@ -44,7 +46,7 @@ def degradation_figure(examples: dict, image_id: str, synthetic: bool, path: str
         row[0].imshow(false_colour(x))
         row[0].set_title("clean (false colour)" if x.shape[0] > 3 else "clean", fontsize=9)
         row[1].imshow(false_colour(y))
-        row[1].set_title(f"{label}: noisy, {mpsnr(x, y):.2f} dB", fontsize=9)
+        row[1].set_title(f"{label}: noisy, {portable_mpsnr(x, y):.2f} dB", fontsize=9)
         row[2].imshow(np.clip(y[b], 0, 1), cmap="gray", vmin=0, vmax=1)
         row[2].set_title(f"noisy band {b + 1}", fontsize=9)
         if np.ptp(sigma[b]) > 0:
@@ -68,7 +70,10 @@ def degradation_figure(examples: dict, image_id: str, synthetic: bool, path: str
     kind = "SYNTHETIC cube (from an RGB photograph)" if synthetic else "clean image"
     fig.suptitle(f"Test image {image_id!s}, {kind}, under every noise case", fontsize=11)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        # A fixed creation date keeps the PNG bytes identical for identical arrays.
-        fig.savefig(tmp, format="png", dpi=80, metadata={"Software": None})
+    # Rendered by Agg at a fixed size and encoded by png_bytes (no time or version chunks, the
+    # reference zlib): the file is a function of the pixels only, whatever the CPU.
+    fig.set_dpi(DPI)
+    fig.canvas.draw()
+    rgba = np.asarray(fig.canvas.buffer_rgba())
     plt.close(fig)
+    write_bytes(path, png_bytes(rgba[..., :3], dpi=DPI))

@@ -9,14 +9,15 @@ Each file ``data/degraded/<split>/<case>/<image_id>.npz`` holds ``noisy`` (float
 
 from __future__ import annotations
 
+import decimal
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pipeline.degrade.params import DegradeParams
-from pipeline.evaluate.metrics import mpsnr
 from pipeline.io import (
     array_sha256,
     atomic_dir,
@@ -29,6 +30,34 @@ from pipeline.schema import to_plain
 from pipeline.seeding import rng_for
 
 DEGRADED_KEYS = ("noisy", "sigma", "mask")
+_DECIMAL = decimal.Context(prec=40)
+
+
+def portable_mpsnr(x: np.ndarray, y: np.ndarray, data_range: float = 1.0) -> float:
+    """MPSNR, the mean over bands b of ``10 log10(R² / MSE_b)`` (as
+    :func:`pipeline.evaluate.metrics.mpsnr`), computed to the same float on every machine.
+
+    This value is stored in ``data/degraded/manifest.parquet``, whose bytes must not depend on
+    the CPU. ``np.log10`` does: NumPy evaluates float64 ``log10`` with AVX-512 (SVML) code on CPUs
+    that have it and with the C library elsewhere, and the results differ in the last bit for
+    about 6 % of arguments, which changed the manifest (and so ``data/degraded``'s hash) between
+    machines. Here each MSE is an exactly rounded sum (``math.fsum``) of correctly rounded
+    squares, the logarithm is :mod:`decimal`'s (correctly rounded, integer arithmetic only),
+    and the mean is again an ``fsum``. It agrees with ``metrics.mpsnr`` to ~1e-14 relative.
+    """
+    d = np.asarray(x, dtype=np.float64) - np.asarray(y, dtype=np.float64)
+    sq = (d * d).reshape(d.shape[0], -1)
+    r2 = decimal.Decimal(data_range) * decimal.Decimal(data_range)
+    psnr = []
+    for band in sq:
+        mse = math.fsum(band.tolist()) / band.size
+        if mse == 0.0:
+            psnr.append(math.inf)
+            continue
+        psnr.append(
+            float(_DECIMAL.multiply(10, _DECIMAL.divide(r2, decimal.Decimal(mse)).log10(_DECIMAL)))
+        )
+    return math.fsum(psnr) / len(psnr)
 
 
 def load_clean(row: Any, root: str | Path = ".") -> np.ndarray:
@@ -90,9 +119,12 @@ def degrade(
                     "seed": seed,
                     "sha256": array_sha256(*(arrays[k] for k in DEGRADED_KEYS)),
                     "clean_sha256": row["sha256"],
-                    "noisy_mpsnr": mpsnr(x, y),
-                    "sigma_mean_255": float(info["sigma"].mean() * 255.0),
-                    "corrupted_fraction": float(info["mask"].mean()),
+                    "noisy_mpsnr": portable_mpsnr(x, y),
+                    # Exactly rounded sums: the same float whatever the summation order.
+                    "sigma_mean_255": math.fsum(info["sigma"].ravel().tolist())
+                    / info["sigma"].size
+                    * 255.0,
+                    "corrupted_fraction": int(np.count_nonzero(info["mask"])) / info["mask"].size,
                     "synthetic": bool(row["synthetic"]),
                     "draws": json.dumps(info["draws"], sort_keys=True),
                 }
@@ -108,7 +140,8 @@ def degrade(
             "synthetic": bool(clean_meta.get("synthetic", False)),
             "figure_image": figure_id,
         }
-        write_parquet(tmp / "manifest.parquet", df, meta)
+        # Uncompressed: a few kB, and no compression library in the bytes.
+        write_parquet(tmp / "manifest.parquet", df, meta, compression="none")
     return df, examples, figure_id
 
 

@@ -3,7 +3,7 @@ r"""Apply a weighting and a target model to one image file of your own.
 The library behind ``python -m stages.apply``: read an image or cube (:func:`read_image`), compute
 its weight map (:func:`pipeline.evaluate.weightings.compute_weights`: ``unweighted``,
 ``handcrafted``, or ``dlw`` from a trained DLWnet checkpoint), solve the weighted model (DLW,
-Rui et al., arXiv 2301.06081, eq. (2.1); DESIGN §1.1)
+Rui et al., arXiv 2301.06081, eq. (2.1); docs/science.md)
 
 .. math:: \hat x = \operatorname*{argmin}_x\ \tfrac12 \sum_i w_i (y_i - x_i)^2 + m\,R(x)
 
@@ -52,10 +52,15 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 # -- reading ---------------------------------------------------------------------------------
 
 
-def read_image(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
+def read_image(
+    path: str | os.PathLike, key: str | None = None, layout: str | None = None
+) -> np.ndarray:
     """One file → float32 (C, H, W); a :class:`ValueError` naming the file if it cannot be used.
 
-    * ``.npy``: a (C, H, W) array (or (H, W), one band);
+    * ``.npy``: a cube in the axis order ``layout`` declares ("chw" or "hwc"); unset, the band
+      axis is the first or last, whichever is strictly the shortest, and a file where that
+      does not decide is refused (:func:`pipeline.data.sources.base.array_to_chw`); (H, W) is
+      one band;
     * ``.png``, ``.jpg``, ``.tif`` (via :func:`skimage.io.imread`): grey or RGB, alpha dropped,
       bands first;
     * ``.mat`` (``key`` = the array's name; optional when the file holds exactly one array):
@@ -63,19 +68,22 @@ def read_image(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
       :func:`scipy.io.loadmat`; v7.3 (HDF5) files via h5py, which sees the column-major array
       transposed, (C, W, H).
 
-    Integer pixels are scaled by their type's range (uint8 / 255, uint16 / 65535); floats are
-    taken as they are (the models assume data range 1: see :func:`normalise`).
+    uint8/uint16 pixels are scaled by their type's range (/ 255, / 65535), other integer types
+    by their own maximum (negative integers are refused); floats are taken as they are (the
+    models assume data range 1: see :func:`normalise`). NaN or infinite values are refused.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     suffix = path.suffix.lower()
+    if key is not None and suffix != ".mat":
+        raise ValueError(f"--key {key!r}: only .mat files hold named arrays, not {path}")
+    if layout is not None and suffix != ".npy":
+        raise ValueError(f"--layout {layout!r}: only .npy cubes need one, not {path}")
     if suffix == ".npy":
-        raw = _read_npy(path)
-        if raw.ndim == 2:
-            raw = raw[None]
-        elif raw.ndim != 3:
-            raise ValueError(f"{path}: expected a (C, H, W) array, got shape {raw.shape}")
+        from pipeline.data.sources.base import array_to_chw
+
+        raw = array_to_chw(_read_npy(path), str(path), layout, hint="--layout")
     elif suffix in IMAGE_SUFFIXES:
         raw = _read_picture(path)
     elif suffix == ".mat":
@@ -159,15 +167,16 @@ def _mat_to_chw(raw: np.ndarray, path: Path, name: str, *, reverse: bool) -> np.
 
 
 def _to_unit_float(raw: np.ndarray, path: Path) -> np.ndarray:
+    from pipeline.data.sources.base import to_float
+
     a = np.asarray(raw)
-    if a.dtype == bool:
-        out = a.astype(np.float32)
-    elif np.issubdtype(a.dtype, np.integer):
-        out = (a.astype(np.float64) / float(np.iinfo(a.dtype).max)).astype(np.float32)
-    elif np.issubdtype(a.dtype, np.floating):
-        out = a.astype(np.float32)
-    else:
+    if a.dtype.kind not in "biuf":
         raise ValueError(f"{path}: unsupported pixel type {a.dtype}")
+    if a.size and a.dtype.kind == "f" and not np.isfinite(a).all():
+        bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+        raise ValueError(f"{path}: holds {bad} NaN or infinite values (shape {a.shape})")
+    # the same integer rules as prepare: uint8/uint16 by their type's range, others by their max
+    out = to_float(a, str(path)).astype(np.float32) if a.size else a.astype(np.float32)
     if out.ndim != 3 or min(out.shape) < 1:
         raise ValueError(f"{path}: expected a (C, H, W) image, got shape {out.shape}")
     if min(out.shape[1:]) < 2:

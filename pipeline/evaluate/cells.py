@@ -3,7 +3,7 @@ weight map (or a peer baseline), scored against the clean image.
 
 :func:`run_group` is what a Ray task runs: a list of :class:`Job` over a shared payload (the
 images and the weight maps, put in Ray's object store once). It pins torch's threads to the
-CPUs the task holds, so solve times compare (DESIGN §3).
+CPUs the task holds, so solve times compare (``docs/architecture.md``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-r"""Image-quality and weight-map metrics for multi-band images, defined once (DESIGN §1.1).
+r"""Image-quality and weight-map metrics for multi-band images, defined once
+(``docs/science.md`` §7).
 
 Images are (C, H, W) arrays with data range 1; every metric takes ``(clean, estimate)`` and
 computes in float64. Higher is better for MPSNR and MSSIM, lower for SAM and ERGAS.
@@ -130,7 +131,7 @@ def sam(clean: np.ndarray, estimate: np.ndarray) -> float:
 def ergas(clean: np.ndarray, estimate: np.ndarray) -> float:
     r"""ERGAS :math:`= 100 \sqrt{\tfrac1C \sum_b (\mathrm{RMSE}_b / \mu_b)^2}`, :math:`\mu_b` the
     mean of clean band b. A clean band of mean 0 leaves it undefined: ValueError naming it
-    (the data stages skip near-black crops for this reason, DESIGN §3)."""
+    (the data stages skip near-black crops for this reason, ``docs/conventions.md``)."""
     x, y = _cubes(clean, estimate, ("clean", "estimate"))
     mu = x.mean(axis=(1, 2))
     if np.any(mu == 0):

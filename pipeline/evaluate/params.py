@@ -1,4 +1,5 @@
-"""The ``evaluate`` section of params.yaml: the transfer matrix (DESIGN §1.1–§3).
+"""The ``evaluate`` section of params.yaml: the transfer matrix (``docs/science.md`` §4 and
+``docs/conventions.md``, "Fair comparison").
 
 Every (weighting × target × case × test image) cell is solved to convergence with the target's
 regularisation strength tuned on ``val`` per (target, case, weighting, training seed) over
@@ -42,7 +43,7 @@ class EvaluateParams:
     )
     # Restrict dlw to these source sets (names like nn+tv); null: every trained one.
     source_sets: list[str] | None = None
-    # Multipliers of each target's reference strengths, tuned on val (3 values: DESIGN §3).
+    # Multipliers of each target's reference strengths, tuned on val (``docs/conventions.md``).
     grid: list[float] = field(default_factory=lambda: [0.25, 1.0, 4.0])
     # Peer baselines in the same table: bm4d (cubes) / bm3d (grey, RGB) given the true mean σ,
     # and tv_l1 (unweighted, tuned like a target). Options: {tv_l1: {...}} overrides.

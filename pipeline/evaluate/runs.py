@@ -1,8 +1,10 @@
 """MLflow runs of the evaluate stage: one per (weighting, training seed, target), with the
 chosen strengths and per-case mean metrics, a small gallery image, and provenance tags.
 
-The driver is the only writer (DESIGN §2 pitfalls); runs go through :class:`MlflowClient` in
-batches, so ~50 runs take seconds on the SQLite store.
+The driver is the only writer (two processes creating a SQLite store at once collide in its
+migrations); runs go through :class:`MlflowClient` in batches, so ~50 runs take seconds on the
+SQLite store. The stage calls this after its Parquet outs are written: tracking records the
+results, it never decides whether they are kept.
 """
 
 from __future__ import annotations
@@ -57,8 +59,17 @@ def _gallery_png(run: dict, weighting: str, seed: int, target: str) -> bytes | N
     return buf.getvalue()
 
 
-def log_runs(uri: str, experiment: str, root: Path, run: dict, tags: dict[str, str]) -> dict:
-    """Create the runs; returns ``{(weighting, seed, target): run_id}``."""
+def log_runs(
+    uri: str,
+    experiment: str,
+    root: Path,
+    run: dict,
+    tags: dict[str, str],
+    ids: dict | None = None,
+) -> dict:
+    """Create the runs; returns ``{(weighting, seed, target): run_id}``. Each finished run is
+    added to ``ids`` as it is logged, so a caller keeps the ids of the runs logged before an
+    error."""
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 
@@ -70,7 +81,7 @@ def log_runs(uri: str, experiment: str, root: Path, run: dict, tags: dict[str, s
     for r in run["test"]:
         groups.setdefault((r["weighting"], r["seed"], r["target"]), []).append(r)
     ckpt = {(c.weighting, c.seed): c.path for c in run["checkpoints"]}
-    ids = {}
+    ids = {} if ids is None else ids
     for (weighting, seed, target), records in sorted(groups.items()):
         name = f"evaluate {weighting} → {target}" + (f" seed {seed}" if seed >= 0 else "")
         tag_list = {**tags, "stage": "evaluate", "weighting": weighting, "target": target}

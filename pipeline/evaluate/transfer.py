@@ -1,5 +1,5 @@
 """The transfer matrix: every (weighting × target × case × test image) cell solved to convergence,
-each target's strength tuned on ``val`` first (DESIGN §1.1–§3, issue "Transfer evaluation").
+each target's strength tuned on ``val`` first (``docs/science.md`` §4, ``docs/conventions.md``).
 
 1. **Inputs**: the degraded ``val`` and ``test`` images (hashes checked against the manifest),
    the trained nets in ``models/dlw/<set>/seed-<k>.pt`` (every seed).
@@ -53,16 +53,23 @@ class Checkpoint:
         return f"dlw:{self.source_set}"
 
 
-def check_targets(p: EvaluateParams) -> None:
-    """Every target's overrides build a model (unknown keys / bad values name the key)."""
-    from pipeline.models import build_model
-    from pipeline.schema import ConfigError
+def check_targets(p: EvaluateParams, source: str = "params.yaml") -> None:
+    """Every target's overrides build a model; an unknown key or bad value is named by its full
+    key in ``source`` (``evaluate.targets.tv.tol``, ``evaluate.tv_l1.foo``)."""
+    from pipeline.models import MODELS, build_model
+    from pipeline.schema import ConfigError, parse_dataclass
 
-    for name, overrides in {**p.targets, "tv_l1": p.tv_l1}.items():
+    sections = {f"evaluate.targets.{name}": (name, o) for name, o in p.targets.items()}
+    sections["evaluate.tv_l1"] = ("tv_l1", p.tv_l1)
+    for where, (name, overrides) in sections.items():
         try:
+            parse_dataclass(MODELS[name][1], overrides, where)
             build_model(name, **overrides)
         except (ConfigError, ValueError) as exc:
-            raise ValueError(f"params.yaml: evaluate.targets.{name}: {exc}") from None
+            text = str(exc)
+            if not text.startswith(where):
+                text = f"{where}: {text}"
+            raise ConfigError(f"{source}: {text}") from None
 
 
 def find_checkpoints(root: Path, only: list[str] | None = None) -> list[Checkpoint]:

@@ -1,4 +1,5 @@
-r"""Weight maps for the weighted fidelity :math:`\tfrac12 \sum_i w_i (y_i - x_i)^2` (DESIGN §1.1).
+r"""Weight maps for the weighted fidelity :math:`\tfrac12 \sum_i w_i (y_i - x_i)^2`
+(``docs/science.md`` §1, §6).
 
 :func:`compute_weights` gives one (C, H, W) float32 map per noisy image, finite, ≥ 0 and of mean 1
 (the scale of the unweighted model), for each kind in :data:`WEIGHTINGS`:

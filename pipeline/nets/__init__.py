@@ -1,4 +1,4 @@
-"""Learned parts of the variational models (DESIGN §2): DLWnet, the weight network of DLW.
+"""Learned parts of the variational models: DLWnet, the weight network of DLW (docs/science.md).
 
 Importing this package imports torch; :mod:`pipeline` itself never does.
 """

@@ -1,4 +1,4 @@
-r"""DLWnet, the weight network of DLW (Rui, Cao, Zhao, Meng, Ng, arXiv 2301.06081; DESIGN §1.1).
+r"""DLWnet, the weight network of DLW (Rui, Cao, Zhao, Meng, Ng, arXiv 2301.06081; docs/science.md).
 
 The noisy image ``Y`` (B, C, H, W) enters as a one-channel volume (B, 1, C, H, W). ``depth``
 blocks of a spatial (1, 3, 3) and a spectral (3, 1, 1) convolution, each followed by a ReLU,

@@ -1,7 +1,7 @@
 """``reports/leaderboard.parquet`` and ``reports/metrics.json`` from ``reports/results.parquet``.
 
 One leaderboard row per cell (case, target, method, weighting). For every metric m of
-:data:`METRICS`, over the n test images of the cell (the image is the unit, DESIGN §3):
+:data:`METRICS`, over the n test images of the cell (the image is the unit, docs/conventions.md):
 
 1. seeds are averaged per image first: ``x_i = mean_s m(i, s)``;
 2. ``m_mean = mean_i x_i`` with a Student t-interval (n − 1 dof; NaN for n < 2);

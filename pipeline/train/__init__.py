@@ -1,4 +1,4 @@
-"""DLW bilevel training (DESIGN §1.1) and its Ray Tune driver (DESIGN §2).
+"""DLW bilevel training (docs/science.md) and its Ray Tune driver (docs/architecture.md).
 
 =====================  ======================================================================
 module                 purpose

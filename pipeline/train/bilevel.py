@@ -1,4 +1,4 @@
-r"""The bilevel problem of DLW (Rui, Cao, Zhao, Meng, Ng, arXiv 2301.06081, §3; DESIGN §1.1).
+r"""The bilevel problem of DLW (Rui, Cao, Zhao, Meng, Ng, arXiv 2301.06081, §3; docs/science.md).
 
 Lower level, for each source model :math:`t` of the source set :math:`\mathcal T`:
 

@@ -8,6 +8,8 @@ Ray's :class:`~ray.air.integrations.mlflow.MLflowLoggerCallback`, with three cha
   existing run instead of opening a second one;
 - metrics and parameters are written with one ``log_batch`` call per report instead of one
   request per value (a SQLite store commits each request).
+- an unreachable tracking server or a failing MLflow call never stops the training: it is
+  one warning (:class:`pipeline.tracking.Tracker`), and the trials go on without logging.
 
 Import this module only where Ray is wanted: it imports Ray.
 """
@@ -35,6 +37,21 @@ class DLWMlflowCallback(MLflowLoggerCallback):
         )
         self.ray_experiment = ray_experiment
 
+    def setup(self, *args, **kwargs):
+        from pipeline.tracking import Tracker
+
+        # A new tracker per fit: a restored experiment probes the server again.
+        self.tracker = Tracker(self.tracking_uri)
+        self._trial_runs = {}
+        if self.tracker.check():
+            self.tracker.call(super().setup, *args, **kwargs)
+        if self.tags is None:
+            self.tags = {}
+
+    def _enabled(self) -> bool:
+        tracker = getattr(self, "tracker", None)
+        return tracker is not None and tracker.enabled
+
     def _client(self):
         from mlflow.tracking import MlflowClient
 
@@ -51,6 +68,10 @@ class DLWMlflowCallback(MLflowLoggerCallback):
         return runs[0].info.run_id if runs else None
 
     def log_trial_start(self, trial) -> None:
+        if self._enabled():
+            self.tracker.call(self._start, trial)
+
+    def _start(self, trial) -> None:
         if trial not in self._trial_runs:
             run_id = self._existing_run(trial)
             if run_id is not None:
@@ -71,6 +92,10 @@ class DLWMlflowCallback(MLflowLoggerCallback):
             client.log_batch(run_id, params=params)
 
     def log_trial_result(self, iteration: int, trial, result: dict[str, Any]) -> None:
+        if self._enabled() and trial in self._trial_runs:
+            self.tracker.call(self._result, iteration, trial, result)
+
+    def _result(self, iteration: int, trial, result: dict[str, Any]) -> None:
         from mlflow.entities import Metric
 
         step = int(result.get("epoch") or result.get("training_iteration") or iteration)
@@ -84,8 +109,9 @@ class DLWMlflowCallback(MLflowLoggerCallback):
 
     def log_trial_end(self, trial, failed: bool = False) -> None:
         run_id = self._trial_runs.pop(trial, None)
-        if run_id is not None:
-            self._client().set_terminated(run_id, status="FAILED" if failed else "FINISHED")
+        if run_id is not None and self._enabled():
+            status = "FAILED" if failed else "FINISHED"
+            self.tracker.call(self._client().set_terminated, run_id, status=status)
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

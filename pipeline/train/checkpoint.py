@@ -1,4 +1,4 @@
-"""Checkpoints that load with ``torch.load(weights_only=True)`` (DESIGN §3).
+"""Checkpoints that load with ``torch.load(weights_only=True)`` (docs/conventions.md).
 
 A checkpoint holds plain tensors, numbers, strings, lists and dicts only — no pickled classes —
 so loading an untrusted file cannot run code. Every reader turns a truncated or foreign file into

@@ -1,4 +1,4 @@
-"""Training batches drawn on the fly, and the fixed validation set (DESIGN §3).
+"""Training batches drawn on the fly, and the fixed validation set (docs/conventions.md).
 
 Training: ``batch_size`` random patches of the ``train`` tiles (random flips and 90° rotations
 when ``augment``), each corrupted by the training noise case. Batch ``step`` of a trial comes

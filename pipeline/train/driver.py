@@ -1,4 +1,4 @@
-"""The Ray Tune driver of DLW training (DESIGN §2).
+"""The Ray Tune driver of DLW training.
 
 Trials are the grid ``source sets × seeds × searched hyper-parameters`` (``tune.grid_search``),
 optionally pruned by ASHA, each with ``train.cpu``/``train.gpu`` resources. The experiment lives
@@ -6,23 +6,23 @@ in ``<repo>/runs/ray/<name>``, ``name = "dlw-" + hash(train params, seed, datase
 code, MLflow store)``. Rerunning the stage after an interruption restores it (``Tuner.restore``:
 finished trials are kept, unfinished ones continue from their last checkpoint, errored ones
 resume), while any change of params, data or code starts a new one, so a resume never continues
-a stale experiment. Ray is local unless ``ray.address`` or ``$RAY_ADDRESS`` names a cluster;
-MLflow logging is driver-side (:mod:`pipeline.train.callback`).
+a stale experiment. Ray is local unless ``ray.address`` or ``$RAY_ADDRESS`` names a cluster
+(:func:`pipeline.compute.ray_session`, which refuses ``train.cpu``/``train.gpu`` requests no node
+can meet instead of waiting forever); MLflow logging is driver-side
+(:mod:`pipeline.train.callback`) and optional: an unreachable server is one warning, and the
+trials, checkpoints and outputs do not depend on it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.compute import ray_session
 from pipeline.io import json_sha256
 from pipeline.schema import to_plain
 from pipeline.train.params import SEARCHABLE, TrainParams
@@ -32,7 +32,6 @@ __all__ = [
     "TrainingRun",
     "TrialOutcome",
     "experiment_name",
-    "ray_session",
     "run_training",
 ]
 
@@ -85,6 +84,8 @@ class TrainingRun:
     tracking_uri: str
     mlflow_experiment_id: str
     outcomes: list[TrialOutcome] = field(default_factory=list)
+    # The stage's tracking state (off after a warning when MLflow is unreachable).
+    tracker: Any = None
 
 
 def code_hash() -> str:
@@ -135,41 +136,6 @@ def trial_dirname(trial) -> str:
     return f"{c.get('source_set', 'trial')}-seed{c.get('seed_index', 0)}-{trial.trial_id}"
 
 
-@contextlib.contextmanager
-def ray_session(address: str | None, num_cpus: int | None) -> Iterator[None]:
-    """Join ``address`` (or ``$RAY_ADDRESS``), else start a local Ray for the duration; an
-    already initialised Ray (a test's shared instance) is used as it is."""
-    import ray
-
-    if ray.is_initialized():
-        yield
-        return
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    # A checkpoint per epoch of short epochs is the design, not a bottleneck worth a warning.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    temp = None
-    if address:
-        log.info("joining the Ray cluster at %s", address)
-        ray.init(address=address, log_to_driver=False)
-    else:
-        # AF_UNIX socket paths are limited to ~107 bytes: keep Ray's session folder short.
-        temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
-        ray.init(
-            num_cpus=num_cpus or os.cpu_count(),
-            _temp_dir=temp,
-            include_dashboard=False,
-            log_to_driver=False,
-        )
-    try:
-        yield
-    finally:
-        ray.shutdown()
-        if temp is not None:
-            shutil.rmtree(temp, ignore_errors=True)
-
-
 def run_training(
     params,
     root: str | os.PathLike,
@@ -184,7 +150,13 @@ def run_training(
     experiment (a restored one keeps the callbacks it was started with)."""
     from ray import tune
 
-    from pipeline.tracking import disable_telemetry, ensure_experiment, resolve_tracking_uri
+    from pipeline.compute import check_device
+    from pipeline.tracking import (
+        Tracker,
+        disable_telemetry,
+        ensure_experiment,
+        resolve_tracking_uri,
+    )
     from pipeline.train.callback import DLWMlflowCallback, progress_callback
     from pipeline.train.data import dataset_hash
     from pipeline.train.trainable import train_dlw
@@ -197,9 +169,15 @@ def run_training(
     dhash = dataset_hash(data_dir)
     if params.device == "cuda" and train.gpu <= 0:
         raise ValueError("device = cuda needs train.gpu > 0 (GPUs per trial)")
+    check_device(params.device, cluster=bool(params.ray.address or os.environ.get("RAY_ADDRESS")))
     uri = resolve_tracking_uri(params.tracking.uri, root)
     name = experiment_name(train, params.seed, dhash, f"{uri}#{params.tracking.experiment}")
-    mlflow_experiment = ensure_experiment(uri, params.tracking.experiment, root)
+    tracker = Tracker(uri)
+    mlflow_experiment = ""
+    if tracker.check():
+        mlflow_experiment = tracker.call(
+            ensure_experiment, uri, params.tracking.experiment, root, default=""
+        )
     context = {
         "seed": params.seed,
         "data_dir": str(data_dir),
@@ -213,7 +191,8 @@ def run_training(
         tune.with_parameters(train_dlw, context=context), {"cpu": train.cpu, "gpu": train.gpu}
     )
     path = storage / name
-    with ray_session(params.ray.address, params.ray.num_cpus):
+    needs = {"train.cpu": ("CPU", train.cpu), "train.gpu": ("GPU", train.gpu)}
+    with ray_session(params.ray.address, params.ray.num_cpus, needs):
         resumed = tune.Tuner.can_restore(str(path))
         if resumed:
             log.info("resuming experiment %s (%s)", name, path)
@@ -242,7 +221,7 @@ def run_training(
                 ),
             )
         grid = tuner.fit()
-    run = TrainingRun(name, path, resumed, dhash, uri, mlflow_experiment)
+    run = TrainingRun(name, path, resumed, dhash, uri, mlflow_experiment, tracker=tracker)
     run.outcomes = collect(grid, train, run)
     return run
 
@@ -300,11 +279,15 @@ def collect(grid, train: TrainParams, run: TrainingRun) -> list[TrialOutcome]:
             unfinished.append(f"{label} ({epochs_done}/{config['epochs']} epochs)")
             continue
         trial_id = str(result.metrics.get("trial_id", ""))
-        runs = find_runs(
-            run.tracking_uri,
-            run.mlflow_experiment_id,
-            {"ray_experiment": run.experiment, "ray_trial_id": trial_id},
-        )
+        runs = []
+        if run.tracker is not None and run.mlflow_experiment_id:
+            runs = run.tracker.call(
+                find_runs,
+                run.tracking_uri,
+                run.mlflow_experiment_id,
+                {"ray_experiment": run.experiment, "ray_trial_id": trial_id},
+                default=[],
+            )
         outcomes.append(
             TrialOutcome(
                 source_set=config["source_set"],

@@ -1,4 +1,4 @@
-"""What the train stage writes (DESIGN §3: disjoint outs, written atomically).
+"""What the train stage writes (disjoint outs, each written atomically).
 
 - ``models/dlw/<source set>/seed-<k>.pt``: the DLWnet state dict of every seed (evaluation uses
   them all), with ``seed-<k>.json`` beside it (params, validation metrics, MLflow run id, Ray
@@ -159,13 +159,17 @@ def unweighted_scores(params, data_dir: str | Path) -> dict[str, float]:
 
 def log_weight_maps(run: TrainingRun, params, data_dir: str | Path) -> int:
     """Log the picture of each trial's predicted weight map (first validation patch) to its
-    MLflow run, from the driver (the store's single writer); returns how many were logged."""
+    MLflow run, from the driver (the store's single writer); returns how many were logged (none
+    once tracking is off: MLflow unreachable or failing)."""
     import torch
 
     from pipeline.nets.dlwnet import DLWNet
-    from pipeline.tracking import log_artifact
+    from pipeline.tracking import Tracker, log_artifact
     from pipeline.train.figure import weight_map_png
 
+    tracker = run.tracker or Tracker(run.tracking_uri)
+    if not tracker.enabled or not any(o.mlflow_run_id for o in run.outcomes):
+        return 0
     val = _validation(params, Path(data_dir))
     noisy = torch.from_numpy(val.noisy[:1])
     logged = 0
@@ -183,6 +187,8 @@ def log_weight_maps(run: TrainingRun, params, data_dir: str | Path) -> int:
                 val.mask[0],
                 f"DLW weights, source set {o.source_set}, seed {o.seed_index}",
             )
-            log_artifact(run.tracking_uri, o.mlflow_run_id, path)
+            tracker.call(log_artifact, run.tracking_uri, o.mlflow_run_id, path)
+            if not tracker.enabled:
+                break
             logged += 1
     return logged

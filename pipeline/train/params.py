@@ -1,4 +1,5 @@
-"""The ``train`` section of params.yaml: DLW bilevel training with Ray Tune (DESIGN §1.1, §2).
+"""The ``train`` section of params.yaml: DLW bilevel training with Ray Tune (docs/science.md,
+docs/architecture.md).
 
 Trials are the grid ``source_sets × seeds × search``: one DLWnet per source set (default every
 non-empty subset of ``source_models``, as the DLW reference trains 7 nets), per training seed
@@ -19,7 +20,7 @@ from pipeline.schema import ConfigError, parse, require
 # must not import torch.
 KNOWN_MODELS = ("nn", "tv", "tvs", "tv_l1")
 
-# DLW's own training draws (DESIGN §1.1): every band Gaussian with σ_b ~ U[10, 70]/255, plus
+# DLW's own training draws (docs/science.md): every band Gaussian with σ_b ~ U[10, 70]/255, plus
 # salt-and-pepper with ratio U[0.1, 0.5] on one third of the bands.
 DLW_TRAINING_NOISE = {
     "name": "impulse",

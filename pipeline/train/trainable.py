@@ -1,4 +1,4 @@
-"""The Ray Tune function trainable of a DLW trial (DESIGN §2).
+"""The Ray Tune function trainable of a DLW trial (docs/architecture.md).
 
 Each epoch it reports its metrics and a checkpoint (``tune.report``); a trial restarted after a
 crash (``FailureConfig``) or by ``Tuner.restore`` finds its last checkpoint with

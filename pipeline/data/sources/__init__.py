@@ -10,7 +10,8 @@ from pipeline.data.sources.embedded import load_embedded
 from pipeline.data.sources.folder import load_folder
 from pipeline.data.sources.icvl import load_icvl
 
-# name → loader(root, names, bands) yielding RawImage in a deterministic order
+# name → loader(root, names, bands, layout) yielding RawImage in a deterministic order
+# (layout: axis order of array files, used by the folder source)
 SOURCES: dict[str, Callable[..., Iterator[RawImage]]] = {
     "embedded": load_embedded,
     "folder": load_folder,

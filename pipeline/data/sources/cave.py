@@ -37,7 +37,9 @@ def read_band(path: Path) -> np.ndarray:
     return raw
 
 
-def load_cave(root: str | None, names: list[str] | None, bands: int) -> Iterator[RawImage]:
+def load_cave(
+    root: str | None, names: list[str] | None, bands: int, layout: str | None = None
+) -> Iterator[RawImage]:
     base = Path(root or ".")
     if not base.is_dir():
         raise ValueError(f"prepare.path = {root!r}: not a folder")

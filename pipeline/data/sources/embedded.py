@@ -1,4 +1,4 @@
-"""Photographs bundled inside scikit-image: real, offline, and small (DESIGN §2, pitfalls)."""
+"""Photographs bundled inside scikit-image: real, offline, and small (docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,9 @@ EMBEDDED = {
 }
 
 
-def load_embedded(root: str | None, names: list[str] | None, bands: int) -> Iterator[RawImage]:
+def load_embedded(
+    root: str | None, names: list[str] | None, bands: int, layout: str | None = None
+) -> Iterator[RawImage]:
     import skimage.data
 
     for name in names or sorted(EMBEDDED):

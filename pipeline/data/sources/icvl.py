@@ -46,7 +46,9 @@ def read_rad(path: Path) -> np.ndarray:
         raise ValueError(f"{path}: cannot read MATLAB file ({type(exc).__name__}: {exc})") from None
 
 
-def load_icvl(root: str | None, names: list[str] | None, bands: int) -> Iterator[RawImage]:
+def load_icvl(
+    root: str | None, names: list[str] | None, bands: int, layout: str | None = None
+) -> Iterator[RawImage]:
     base = Path(root or ".")
     if not base.is_dir():
         raise ValueError(f"prepare.path = {root!r}: not a folder")
@@ -65,7 +67,8 @@ def load_icvl(root: str | None, names: list[str] | None, bands: int) -> Iterator
                 f"{path}: 'rad' has {cube.shape[0]} bands (shape {cube.shape}), "
                 f"but prepare.bands = {bands}"
             )
-        yield RawImage(name, to_float(cube, str(path)), str(path.relative_to(base)),
-                       array_sha256(cube))
+        yield RawImage(
+            name, to_float(cube, str(path)), str(path.relative_to(base)), array_sha256(cube)
+        )
     if names is not None and (missing := sorted(set(names) - found)):
         raise ValueError(f"prepare.images: {missing} not found under {root!r}")

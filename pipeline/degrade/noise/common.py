@@ -1,4 +1,4 @@
-"""Building blocks shared by the noise models (DESIGN §1.1, after QRNN3D's protocol code)."""
+"""Building blocks shared by the noise models (docs/science.md, after QRNN3D's protocol code)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Gaussian noise cases 1–3 of DESIGN §1.1: ``iid``, ``blind``, ``noniid``, ``spatial``.
+"""Gaussian noise cases 1–3 of docs/science.md: ``iid``, ``blind``, ``noniid``, ``spatial``.
 
 σ values are given on the 0–255 scale (``sigma_255``), as in the papers' tables; images and the
 returned σ maps are on the [0, 1] scale.

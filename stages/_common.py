@@ -23,12 +23,13 @@ log = logging.getLogger("stages")
 # Exit status of a stage stopped by Ctrl-C (SIGINT), as a shell reports it: 128 + 2.
 INTERRUPTED = 130
 
-# What rerunning a stopped stage does: outs are replaced only when a stage finishes, so an
-# interrupted stage leaves the previous ones; train's Ray experiment continues from checkpoints.
+# What rerunning a stopped stage does: a stage writes its outs only when it finishes (DVC
+# removes them before it starts one), so nothing half-written is left; train continues its Ray
+# experiment from its checkpoints.
 RERUN = {
     "train": "rerun it (dvc repro) to resume the experiment from its last checkpoints",
 }
-RERUN_DEFAULT = "rerun it (dvc repro) to start it again; its previous outs are untouched"
+RERUN_DEFAULT = "rerun it (dvc repro) to start it again; it writes its outs only when it finishes"
 
 # The temporary names of pipeline.io's atomic writes (``.<name>.<random>.tmp``).
 TEMPORARY = re.compile(r"^\..+\.tmp$")

@@ -33,14 +33,14 @@ SMALL = {
         "tile_size": 16,
         "split": {"train": 1, "val": 1, "test": 2},
     },
-    "degrade": {"cases": ["noniid", "stripe", "deadline", "impulse", "mixture"]},
+    "degrade": {"cases": ["noniid", "spatial", "stripe", "deadline", "impulse", "mixture"]},
 }
 OUTS = ("data/clean", "data/degraded", "reports/figures/degradations.png")
 
 # Content of SMALL's outs (see `content_digest`), exact by construction: quantised tiles,
 # float32 noisy arrays from float64 arithmetic, and manifest floats from exactly rounded sums
 # and decimal logarithms.
-PINNED_CONTENT = "4e3c6e7da857807fe868380c46c48c6205085681d9bc82a7acc0908b6d6dc3eb"
+PINNED_CONTENT = "4759598094b4d5a89559bbc8122fb7fcfa3be762c076bd7b021581cab0870063"
 
 
 def _simd_off_env() -> dict[str, str]:
@@ -120,9 +120,9 @@ def test_outs_are_byte_identical_across_threads_and_simd_paths(two_runs):
     a, b = two_runs
     fa, fb = out_files(a), out_files(b)
     assert set(fa) == set(fb)
-    # every out is there: 4 tiles, 3 (val + test) × 5 cases noisy files, manifests, figure
+    # every out is there: 4 tiles, 3 (val + test) × 6 cases noisy files, manifests, figure
     assert sum(k.startswith("data/clean/") and k.endswith(".npy") for k in fa) == 4
-    assert sum(k.endswith(".npz") for k in fa) == 3 * 5
+    assert sum(k.endswith(".npz") for k in fa) == 3 * 6
     assert {"data/clean/manifest.parquet", "data/degraded/manifest.parquet", OUTS[2]} <= set(fa)
     differ = sorted(k for k in fa if fa[k] != fb[k])
     assert differ == [], f"files differ between the two runs: {differ}"

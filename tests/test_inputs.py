@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from pipeline.data.dataset import prepare
 from pipeline.data.params import PrepareParams, SplitParams
@@ -21,6 +19,9 @@ from pipeline.evaluate.apply import read_image
 from pipeline.io import atomic_dir, remove_stale_temporaries
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+from dvc_project import dvc, make_project, sh  # noqa: E402
+
 _spec = importlib.util.spec_from_file_location("stages_apply_cli", ROOT / "stages" / "apply.py")
 stages_apply = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(stages_apply)
@@ -209,25 +210,7 @@ def test_killed_stage_temporaries_are_removed_at_the_next_start(tmp_path):
 
 def test_replaced_source_image_makes_dvc_rerun_prepare(tmp_path):
     """A real ``dvc status``/``dvc repro`` in a temporary git repository with a folder source."""
-    repo = tmp_path / "project"
-    repo.mkdir()
-    for name in ("pipeline", "stages"):
-        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in (
-        "dvc.yaml",
-        "pyproject.toml",
-        ".dvc/config",
-        ".dvc/.gitignore",
-        ".dvcignore",
-        ".gitignore",
-    ):
-        (repo / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, repo / name)
-    images = repo / "images"
-    images.mkdir()
     rng = np.random.default_rng(7)
-    for i in range(2):
-        save_png(images / f"im{i}.png", rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
     params = {
         "seed": 0,
         "prepare": {
@@ -240,35 +223,27 @@ def test_replaced_source_image_makes_dvc_rerun_prepare(tmp_path):
             "split": {"train": 0, "val": 0, "test": 2},
         },
     }
-    (repo / "params.yaml").write_text(yaml.safe_dump(params))
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(repo),
-        "DVC_NO_ANALYTICS": "1",
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-    }
-    for who in ("AUTHOR", "COMMITTER"):
-        env[f"GIT_{who}_NAME"] = "dlw-bench tests"
-        env[f"GIT_{who}_EMAIL"] = "tests@localhost"
 
-    def sh(*args):
-        done = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, f"{args}:\n{done.stdout}\n{done.stderr}"
-        return done.stdout + done.stderr
+    def images(repo):
+        (repo / "images").mkdir()
+        for i in range(2):
+            save_png(repo / f"images/im{i}.png", rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
 
-    dvc = str(Path(sys.executable).parent / "dvc")
-    sh("git", "init", "-q")
-    sh("git", "add", "-A")
-    sh("git", "commit", "-qm", "folder project")
-    first = sh(dvc, "repro", "prepare")
+    repo = tmp_path / "project"
+    env = make_project(repo, params, setup=images)
+
+    def run(*args):
+        return sh(dvc(*args), repo, env, timeout=300)
+
+    first = run("repro", "prepare")
     assert "Running stage 'prepare'" in first
-    again = sh(dvc, "repro", "prepare")
+    again = run("repro", "prepare")
     assert "Running stage 'prepare'" not in again  # unchanged images: prepare is skipped
     before = (repo / "data/clean/manifest.parquet").read_bytes()
-    save_png(images / "im1.png", rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
-    sh(dvc, "repro", "sources")  # refresh the manifest (what `dvc repro` does first)
-    status = sh(dvc, "status", "prepare")
+    save_png(repo / "images/im1.png", rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    run("repro", "sources")  # refresh the manifest (what `dvc repro` does first)
+    status = run("status", "prepare")
     assert "prepare:" in status and "data/sources.json" in status
-    third = sh(dvc, "repro", "prepare")
+    third = run("repro", "prepare")
     assert "Running stage 'prepare'" in third
     assert (repo / "data/clean/manifest.parquet").read_bytes() != before

@@ -1,9 +1,6 @@
 """The real `dvc repro` of the whole pipeline (prepare, degrade, train, evaluate, report) in a
 temporary git repository, on tiny params."""
 
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -11,17 +8,8 @@ import pandas as pd
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = [
-    "pipeline",
-    "stages",
-    "dvc.yaml",
-    "pyproject.toml",
-    ".dvc/config",
-    ".dvc/.gitignore",
-    ".dvcignore",
-    ".gitignore",
-]
+sys.path.insert(0, str(Path(__file__).parent))
+from dvc_project import dvc, make_project, sh
 
 TINY = {
     "seed": 7,
@@ -61,40 +49,14 @@ WEIGHTINGS = {"unweighted", "oracle", "handcrafted", "dlw:tv"}
 pytestmark = pytest.mark.e2e
 
 
-def sh(args, cwd, env):
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    if done.returncode != 0:
-        raise AssertionError(f"{args} failed:\n{done.stdout}\n{done.stderr}")
-    return done.stdout + done.stderr
-
-
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     repo = tmp_path_factory.mktemp("e2e") / "project"
-    repo.mkdir()
-    for name in PROJECT_FILES:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, repo / name)
-    (repo / "params.yaml").write_text(yaml.safe_dump(TINY, sort_keys=False))
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    env["PYTHONPATH"] = str(repo)  # the copy's code, not the installed checkout's
-    env["DVC_NO_ANALYTICS"] = "1"
-    for who in ("AUTHOR", "COMMITTER"):
-        env[f"GIT_{who}_NAME"] = "dlw-bench tests"
-        env[f"GIT_{who}_EMAIL"] = "tests@localhost"
-    sh(["git", "init", "-q"], repo, env)
-    sh(["git", "add", "-A"], repo, env)
-    sh(["git", "commit", "-qm", "tiny project"], repo, env)
-    return repo, env
+    return repo, make_project(repo, TINY)
 
 
 def dvc_repro(repo, env):
-    return sh([str(Path(sys.executable).parent / "dvc"), "repro"], repo, env)
+    return sh(dvc("repro"), repo, env)
 
 
 def test_repro_writes_every_out_and_reruns_only_what_changed(repo):

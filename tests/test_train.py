@@ -20,7 +20,13 @@ from pipeline.train.bilevel import batch_mpsnr, bilevel_step, upper_loss
 from pipeline.train.checkpoint import load_checkpoint, load_dlwnet, save_checkpoint
 from pipeline.train.data import draw_batch, load_tiles, validation_set
 from pipeline.train.params import KNOWN_MODELS, TrainParams
-from pipeline.train.trainer import Trainer, TrialSpec, init_net
+from pipeline.train.trainer import (
+    COLLAPSE_MARGIN_DB,
+    MAX_RETRIES,
+    Trainer,
+    TrialSpec,
+    init_net,
+)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from ray_fixtures import make_dataset, smooth_cube
@@ -243,6 +249,28 @@ def test_batch_mpsnr_matches_the_evaluate_metric():
     assert ours[1].item() == pytest.approx(mpsnr(x[1].numpy(), y[1].numpy()), rel=1e-6)
 
 
+def test_a_collapsed_epoch_is_redone_from_its_start_with_half_the_learning_rate(data):
+    """lr = 1 sharpens the softmax until the weighted model falls > 1 dB below the unweighted
+    one on val: the epoch is undone and redone at 0.5, then 0.25. The kept epoch is exactly
+    the one a trial started at the final rate trains (same start, same batches)."""
+    a = tiny_trainer(data, lr=1.0, steps_per_epoch=4)
+    ra = a.run_epoch()
+    assert 1 <= ra["lr_retries"] < MAX_RETRIES
+    assert ra["lr"] == 1.0 / 2 ** ra["lr_retries"]
+    assert ra["val_mpsnr"] >= a.unweighted_val - COLLAPSE_MARGIN_DB
+    b = tiny_trainer(data, lr=ra["lr"], steps_per_epoch=4)
+    rb = b.run_epoch()
+    assert rb["lr_retries"] == 0 and rb["val_mpsnr"] == ra["val_mpsnr"]
+    for pa, pb in zip(a.net.parameters(), b.net.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    assert a.optimizer.param_groups[0]["lr"] == pytest.approx(ra["lr"] * a.spec.lr_decay)
+    # A rate no halving rescues: the retries run out and the collapsed epoch is kept, recorded.
+    c = tiny_trainer(data, lr=50.0, steps_per_epoch=4)
+    rc = c.run_epoch()
+    assert rc["lr_retries"] == MAX_RETRIES
+    assert rc["val_mpsnr"] < c.unweighted_val - COLLAPSE_MARGIN_DB
+
+
 # --- checkpoints ----------------------------------------------------------------------------------
 
 
@@ -397,3 +425,38 @@ def test_outputs_keep_every_seed_and_the_best(tmp_path):
     assert metrics["source_sets"]["tv"]["best_seed"] == 1
     curves = (tmp_path / "reports" / "train_curves" / "tv.csv").read_text().splitlines()
     assert curves[0].startswith("epoch,step,lr,train_loss,val_mpsnr") and len(curves) == 3
+
+
+def test_the_trial_hands_on_its_best_epoch_on_val_and_a_resume_keeps_it(data, tmp_path):
+    trainer = tiny_trainer(data, epochs=4)
+    snapshots = []
+    for _ in range(4):
+        trainer.run_epoch()
+        snapshots.append({k: v.clone() for k, v in trainer.net.state_dict().items()})
+    scores = [h["val_mpsnr"] for h in trainer.history]
+    best = int(np.argmax(scores))  # the first of equal maxima, as a strict ">" keeps
+    epoch, state = trainer.best_state()
+    assert epoch == best + 1
+    assert all(torch.equal(state[k], snapshots[best][k]) for k in state)
+    # through a checkpoint (weights_only), as a restored Ray trial
+    save_checkpoint(tmp_path / "c.pt", trainer.state_dict())
+    again = tiny_trainer(data, epochs=4)
+    again.load_state_dict(torch.load(tmp_path / "c.pt", weights_only=True))
+    epoch2, state2 = again.best_state()
+    assert epoch2 == epoch and all(torch.equal(state2[k], state[k]) for k in state)
+
+
+def test_outputs_describe_the_selected_epoch(tmp_path):
+    from pipeline.train.driver import TrainingRun
+    from pipeline.train.outputs import write_outputs
+
+    params = parse_params({"train": {"source_models": ["tv"], "seeds": [0]}})
+    o = _outcome("tv", 0, 20.0)
+    o.best_epoch = 1  # the first epoch scored 19.0 on val, the last 20.0: pretend the first won
+    run = TrainingRun("dlw-x", tmp_path, False, "hash", "sqlite:///m.db", "1", [o])
+    write_outputs(run, params, tmp_path, {"tv": 17.0})
+    import json
+
+    record = json.loads((tmp_path / "models/dlw/tv/seed-0.json").read_text())
+    assert record["selected_epoch"] == 1 and record["epochs_trained"] == 2
+    assert record["validation"]["val_mpsnr"] == 19.0

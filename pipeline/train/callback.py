@@ -148,6 +148,16 @@ def progress_callback():
                 result.get("val_weight_ratio", float("nan")),
                 result.get("time_this_iter_s", float("nan")),
             )
+            if result.get("lr_retries"):
+                log.warning(
+                    "%s seed %s  epoch %s collapsed below the unweighted models on val: "
+                    "redone %d× with half the learning rate (now %.2g)",
+                    c.get("source_set"),
+                    c.get("seed_index"),
+                    result.get("epoch"),
+                    result["lr_retries"],
+                    result.get("lr", float("nan")),
+                )
 
         def on_trial_error(self, iteration, trials, trial, **info):
             log.warning(

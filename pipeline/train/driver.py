@@ -58,7 +58,8 @@ class TrainingError(RuntimeError):
 
 @dataclass
 class TrialOutcome:
-    """One finished trial: its config, final metrics and weights, and where it is recorded."""
+    """One finished trial: its config, metrics, the weights of its best epoch on val, and where
+    it is recorded."""
 
     source_set: str
     seed_index: int
@@ -67,7 +68,13 @@ class TrialOutcome:
     metrics: dict[str, Any]
     state_dict: dict[str, Any]
     history: list[dict[str, float]]
+    best_epoch: int = 0  # 0: the last epoch (history[-1])
     mlflow_run_id: str | None = None
+
+    @property
+    def selected(self) -> dict[str, float]:
+        """The history record of the epoch whose weights ``state_dict`` holds."""
+        return self.history[self.best_epoch - 1] if self.best_epoch > 0 else self.history[-1]
 
     @property
     def hyper(self) -> dict[str, Any]:
@@ -295,8 +302,10 @@ def collect(grid, train: TrainParams, run: TrainingRun) -> list[TrialOutcome]:
                 config=dict(config),
                 trial_id=trial_id,
                 metrics=dict(result.metrics),
-                state_dict=state["state_dict"],
+                # The best epoch on val (pipeline.train.trainer): the net the trial hands on.
+                state_dict=(state.get("best") or state)["state_dict"],
                 history=list(state["history"]),
+                best_epoch=int((state.get("best") or state)["epoch"]),
                 mlflow_run_id=runs[0].info.run_id if runs else None,
             )
         )

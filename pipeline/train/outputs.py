@@ -24,7 +24,7 @@ from pipeline.train.driver import TrainingRun, TrialOutcome
 
 __all__ = ["choose", "log_weight_maps", "unweighted_scores", "write_outputs"]
 
-CURVE_COLUMNS = ("epoch", "step", "lr", "train_loss", "val_mpsnr", "val_weight_ratio")
+CURVE_COLUMNS = ("epoch", "step", "lr", "lr_retries", "train_loss", "val_mpsnr", "val_weight_ratio")
 
 
 def choose(outcomes: list[TrialOutcome]) -> dict[str, list[TrialOutcome]]:
@@ -41,11 +41,12 @@ def choose(outcomes: list[TrialOutcome]) -> dict[str, list[TrialOutcome]]:
 
 
 def _val(o: TrialOutcome) -> float:
-    return float(o.history[-1]["val_mpsnr"])
+    return float(o.selected["val_mpsnr"])
 
 
 def _final(o: TrialOutcome) -> dict[str, float]:
-    return {k: float(v) for k, v in o.history[-1].items() if k.startswith("val_")}
+    """The validation metrics of the epoch whose weights are written (the best on val)."""
+    return {k: float(v) for k, v in o.selected.items() if k.startswith("val_")}
 
 
 def seed_record(o: TrialOutcome, run: TrainingRun, params, best_of: int) -> dict[str, Any]:
@@ -59,6 +60,7 @@ def seed_record(o: TrialOutcome, run: TrainingRun, params, best_of: int) -> dict
         "params": o.config,
         "configs_searched": best_of,
         "epochs_trained": int(o.history[-1]["epoch"]),
+        "selected_epoch": int(o.selected["epoch"]),  # the best on val: its weights are saved
         "validation": _final(o),
         "dataset_hash": run.dataset_hash,
         "mlflow_run_id": o.mlflow_run_id,

@@ -3,6 +3,20 @@ stream and the per-epoch history — everything a checkpoint must hold to resume
 
 Adam (Kingma & Ba 2015) with an exponential decay of the learning rate per epoch, as the DLW
 reference (Rui et al., arXiv 2301.06081: Adam 1e-3, ×0.8 per epoch).
+
+A guard against collapse. The weight map is ``N · softmax(h) + 1e-4``: when a few Adam steps
+sharpen the softmax too far, almost every weight sits at the floor, the gradient through the
+softmax vanishes, and the trial never recovers (seen with the CPU profile's learning rate 1e-2:
+one of the seven source sets ended 5 dB *below* the unweighted models after its first epoch).
+An epoch that leaves the weighted source models more than :data:`COLLAPSE_MARGIN_DB` below the
+unweighted ones on the validation set is therefore undone and run again, same batches, with
+half the learning rate, up to :data:`MAX_RETRIES` times; ``lr_retries`` in the history counts
+them. The decision uses the validation set only (never test images) and is deterministic.
+
+The net a trial hands on is the one of its best epoch on the validation set (``best``: epoch,
+``val_mpsnr`` and weights, kept in the checkpoint so that a resumed trial keeps it too): the
+validation set exists to select checkpoints, and a short, fast CPU schedule can end below an
+earlier epoch.
 """
 
 from __future__ import annotations
@@ -20,7 +34,12 @@ from pipeline.seeding import rng_for
 from pipeline.train.bilevel import bilevel_step, score
 from pipeline.train.data import Batch, draw_batch
 
-__all__ = ["Trainer", "TrialSpec", "init_net"]
+__all__ = ["COLLAPSE_MARGIN_DB", "MAX_RETRIES", "Trainer", "TrialSpec", "init_net"]
+
+# An epoch ending this far below the unweighted models (mean val MPSNR over the trial's own
+# source models) has collapsed; untrained weights are near uniform and score within ~0.1 dB.
+COLLAPSE_MARGIN_DB = 1.0
+MAX_RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -100,6 +119,12 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, spec.lr_decay)
         self.epoch = 0
         self.history: list[dict[str, float]] = []
+        self.best: dict[str, Any] | None = None  # the best epoch on val: epoch, score, weights
+        # The unweighted (w = 1) val MPSNR of the trial's own source models: the collapse line.
+        own = {m: build_model(m) for m in spec.models}
+        self.unweighted_val = float(
+            np.mean(list(score(own, self.val_noisy, self.val_clean, None).values()))
+        )
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         s = self.spec
@@ -117,29 +142,65 @@ class Trainer:
         return torch.from_numpy(b.noisy).to(self.device), torch.from_numpy(b.clean).to(self.device)
 
     def run_epoch(self) -> dict[str, float]:
-        s = self.spec
-        lr = self.scheduler.get_last_lr()[0]
-        first = self.epoch * s.steps_per_epoch
-        self.net.train()
-        losses = []
-        for step in range(first, first + s.steps_per_epoch):
-            noisy, clean = self.batch(step)
-            losses.append(
-                bilevel_step(
-                    self.net, self.models, self.optimizer, noisy, clean, step=step, trial=s.name
-                )
-            )
+        """One epoch; a collapsed one is redone from its start with half the learning rate."""
+        import copy
+
+        start = copy.deepcopy((self.net.state_dict(), self.optimizer.state_dict()))
+        retries = 0
+        while True:
+            lr = self.optimizer.param_groups[0]["lr"]
+            losses = self._train_steps()
+            metrics = self.validate()
+            collapsed = metrics["val_mpsnr"] < self.unweighted_val - COLLAPSE_MARGIN_DB
+            if not collapsed or retries == MAX_RETRIES:
+                break
+            retries += 1
+            self.net.load_state_dict(start[0])
+            self.optimizer.load_state_dict(start[1])
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr / 2
         self.scheduler.step()
         self.epoch += 1
         record = {
             "epoch": self.epoch,
-            "step": first + s.steps_per_epoch,
+            "step": self.epoch * self.spec.steps_per_epoch,
             "lr": lr,
             "train_loss": float(np.mean(losses)),
-            **self.validate(),
+            **metrics,
+            "lr_retries": retries,
         }
         self.history.append(record)
+        if self.best is None or record["val_mpsnr"] > self.best["val_mpsnr"]:
+            self.best = {
+                "epoch": self.epoch,
+                "val_mpsnr": float(record["val_mpsnr"]),
+                "state_dict": {
+                    k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()
+                },
+            }
         return record
+
+    def best_state(self) -> tuple[int, dict[str, Any]]:
+        """``(epoch, state dict)`` of the best epoch on val (the current net before any epoch)."""
+        if self.best is None:
+            return self.epoch, {k: v.detach().cpu() for k, v in self.net.state_dict().items()}
+        return int(self.best["epoch"]), self.best["state_dict"]
+
+    def _train_steps(self) -> list[float]:
+        s = self.spec
+        first = self.epoch * s.steps_per_epoch
+        self.net.train()
+        return [
+            bilevel_step(
+                self.net,
+                self.models,
+                self.optimizer,
+                *self.batch(step),
+                step=step,
+                trial=s.name,
+            )
+            for step in range(first, first + s.steps_per_epoch)
+        ]
 
     def validate(self) -> dict[str, float]:
         """``val_mpsnr_<model>`` for every validation model, ``val_mpsnr`` their mean over the
@@ -169,6 +230,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "epoch": self.epoch,
             "history": [dict(h) for h in self.history],
+            "best": None if self.best is None else dict(self.best),
             "spec": {"source_set": self.spec.source_set, "seed_index": self.spec.seed_index},
         }
 
@@ -181,6 +243,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch = int(state["epoch"])
         self.history = [dict(h) for h in state["history"]]
+        self.best = state.get("best")
 
 
 def weight_ratio(w: torch.Tensor, mask: torch.Tensor) -> float:

@@ -90,19 +90,31 @@ def noniid_stage(x: np.ndarray, rng: np.random.Generator, sigma_255: Draw):
     return y, sigmas[:, None, None], np.zeros(x.shape, bool), draws
 
 
+def _exact_gauss(d: np.ndarray, width: float) -> np.ndarray:
+    """``exp(−d² / 2 width²)`` for a 1-D float64 array, each value correctly rounded."""
+    import decimal
+
+    ctx = decimal.Context(prec=40)
+    c = -0.5 / (width * width)
+    return np.array([float(ctx.exp(decimal.Decimal(v * v * c))) for v in map(float, d)])
+
+
 def spatial(x: np.ndarray, rng: np.random.Generator, **params) -> tuple[np.ndarray, Info]:
     p = parse_dataclass(SpatialParams, params, "spatial")
     x = as_image(x)
     c, h, w = x.shape
     lo, hi = (v / 255.0 for v in p.sigma_range_255)
-    yy, xx = np.meshgrid(
-        np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij"
-    )
     sigma = np.empty(x.shape)
     for b in range(c):
-        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+        cy, cx = h * rng.random(), w * rng.random()  # = rng.uniform(0, h): no fused multiply-add
         width = float(p.bump_width.sample(rng)) * max(h, w)
-        bump = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2.0 * width**2))
+        # exp(−(dy² + dx²)/2w²) as the outer product of its two 1-D factors, each a correctly
+        # rounded exp: np.exp's float64 result depends on the CPU (SIMD code where available,
+        # the C library elsewhere), and these σ values are stored (docs/conventions.md).
+        bump = (
+            _exact_gauss(np.arange(h) - cy, width)[:, None]
+            * _exact_gauss(np.arange(w) - cx, width)[None, :]
+        )
         span = bump.max() - bump.min()
         bump = (bump - bump.min()) / span if span > 0 else np.zeros_like(bump)
         sigma[b] = lo + (hi - lo) * bump

@@ -12,6 +12,8 @@ or BLAS build) sums convolutions in another order, the rounding differences feed
 ``--threads`` — the same kind of change as moving to another machine — and compares, against
 the first thread count:
 
+The net compared is the one the train stage would save: the trial's best epoch on val.
+
 * ``dtheta``: max |θ − θ₁| over the net's parameters, relative to max |θ₁|;
 * ``dval``: max |Δ val MPSNR| over epochs and validation models (dB), the figure that
   selects checkpoints;
@@ -92,6 +94,9 @@ def train_and_score(cfg: dict) -> dict:
         load_tiles(data, "test"), seed=params.seed, patches=1, patch_size=32, noise=noise
     )
     noisy = torch.from_numpy(test.noisy)
+    # The net the trial hands on: its best epoch on val (what the train stage saves).
+    selected, state = trainer.best_state()
+    trainer.net.load_state_dict(state)
     w = trainer.weights(noisy)
     scores = {}
     for target in TARGETS:
@@ -107,6 +112,9 @@ def train_and_score(cfg: dict) -> dict:
         **cfg,
         "seconds": seconds,
         "val": [[h[k] for k in val_keys] for h in trainer.history],
+        "val_mpsnr": [h["val_mpsnr"] for h in trainer.history],
+        "lr_retries": [h["lr_retries"] for h in trainer.history],
+        "selected_epoch": selected,
         "test": scores,
     }
 
@@ -157,6 +165,9 @@ def main() -> None:
                     "source_set": source_set,
                     "threads": f"{runs[0]['threads']} vs {res['threads']}",
                     "seconds": [runs[0]["seconds"], res["seconds"]],
+                    "val_mpsnr": [runs[0]["val_mpsnr"], res["val_mpsnr"]],
+                    "lr_retries": [runs[0]["lr_retries"], res["lr_retries"]],
+                    "selected_epoch": [runs[0]["selected_epoch"], res["selected_epoch"]],
                     **compare(runs[0], res),
                 }
             )

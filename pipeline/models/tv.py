@@ -168,43 +168,48 @@ class _TVFamily(ADMMModel):
         return penalty(p.mu1, p.rho, k, p.mu_max), penalty(p.mu2, p.rho, k, p.mu_max)
 
     def _step(self, ctx: _Context, s: State, mu: Any) -> State:
-        # Fused ``add(a, b, alpha)`` forms: at 256×256×31 every full pass over the cube costs
-        # milliseconds, and autograd saves less.
+        # The converged mode's order (module docstring): X and U from the previous Z, then Z.
         mu1, mu2 = mu
-        D = ctx.D
         x = self._x_update(ctx, s["z"], s["l1"], mu1)
-        u = F.softshrink(torch.add(s["dz"], s["l2"], alpha=1.0 / mu2), self.params.lam / mu2)
-        # μ₁X + Λ₁ + Dᵀ(μ₂U − Λ₂) = (Λ₁ + μ₁X) + μ₂ Dᵀ(U − Λ₂/μ₂)
-        rhs = torch.add(
-            torch.add(s["l1"], x, alpha=mu1),
-            D.adjoint(torch.sub(u, s["l2"], alpha=1.0 / mu2)),
-            alpha=mu2,
-        )
-        z = ctx.solve(rhs, mu1, mu2)
-        dz = D(z)
-        return {
-            "x": x,
-            "z": z,
-            "u": u,
-            "dz": dz,
-            "l1": torch.add(s["l1"], x - z, alpha=mu1),
-            "l2": torch.add(s["l2"], dz - u, alpha=mu2),
-        }
+        u = self._u_update(s, mu2)
+        z, dz = self._z_update(ctx, s, x, u, mu1, mu2)
+        return self._with_multipliers(s, x, z, u, dz, mu1, mu2)
 
     def _unrolled_step(self, ctx: _Context, s: State, mu: Any) -> State:
         # The reference's order (module docstring): U from the previous DZ, Z from the previous
         # X, then X from the new Z, then both multipliers with the new Z.
         mu1, mu2 = mu
-        D = ctx.D
-        u = F.softshrink(torch.add(s["dz"], s["l2"], alpha=1.0 / mu2), self.params.lam / mu2)
+        u = self._u_update(s, mu2)
+        z, dz = self._z_update(ctx, s, s["x"], u, mu1, mu2)
+        x = self._x_update(ctx, z, s["l1"], mu1)
+        return self._with_multipliers(s, x, z, u, dz, mu1, mu2)
+
+    # Fused ``add(a, b, alpha)`` forms below: at 256×256×31 every full pass over the cube costs
+    # milliseconds, and autograd saves less.
+    def _u_update(self, s: State, mu2: float) -> Tensor:
+        r""":math:`\operatorname{soft}(DZ + \Lambda_2/\mu_2,\ \lambda/\mu_2)`, DZ of ``s``."""
+        return F.softshrink(torch.add(s["dz"], s["l2"], alpha=1.0 / mu2), self.params.lam / mu2)
+
+    def _z_update(
+        self, ctx: _Context, s: State, x: Tensor, u: Tensor, mu1: float, mu2: float
+    ) -> tuple[Tensor, Tensor]:
+        r""":math:`Z = (\mu_1 I + \mu_2 D^\top D)^{-1}(\mu_1 X + \Lambda_1
+        + D^\top(\mu_2 U - \Lambda_2))` and :math:`DZ`, with the multipliers of ``s``."""
+        # μ₁X + Λ₁ + Dᵀ(μ₂U − Λ₂) = (Λ₁ + μ₁X) + μ₂ Dᵀ(U − Λ₂/μ₂)
         rhs = torch.add(
-            torch.add(s["l1"], s["x"], alpha=mu1),
-            D.adjoint(torch.sub(u, s["l2"], alpha=1.0 / mu2)),
+            torch.add(s["l1"], x, alpha=mu1),
+            ctx.D.adjoint(torch.sub(u, s["l2"], alpha=1.0 / mu2)),
             alpha=mu2,
         )
         z = ctx.solve(rhs, mu1, mu2)
-        dz = D(z)
-        x = self._x_update(ctx, z, s["l1"], mu1)
+        return z, ctx.D(z)
+
+    @staticmethod
+    def _with_multipliers(
+        s: State, x: Tensor, z: Tensor, u: Tensor, dz: Tensor, mu1: float, mu2: float
+    ) -> State:
+        r"""The new iterate, with :math:`\Lambda_1 += \mu_1(X - Z)`, :math:`\Lambda_2 +=
+        \mu_2(DZ - U)`."""
         return {
             "x": x,
             "z": z,

@@ -10,8 +10,10 @@ each target's strength tuned on ``val`` first (``docs/science.md`` §4, ``docs/c
    (target, case, weighting, seed) (ties: the one nearest 1), flagged when on the grid's edge.
 4. **Test** (Ray tasks): every cell at its chosen multiplier, plus the peer baselines.
 
-Ray tasks are grouped per (phase, target, case, image) so that 2 CPUs stay busy; the images and
-the maps travel once through the object store. The records come back to the driver, which is
+Ray tasks: tuning, one per (target, case, val image, multiplier); test, one per (target, case,
+test image); BM4D, one per (case, test image); each runs its weightings' solves in turn, and
+there are enough of them to keep 2 CPUs busy. The images and the maps travel once through the
+object store. The records come back to the driver, which is
 the only writer (Parquet, MLflow).
 """
 

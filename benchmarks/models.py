@@ -228,9 +228,9 @@ def main() -> None:
         "rows": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    from pipeline.io import write_bytes  # atomic: a killed run leaves no half-written JSON
+    from pipeline.io import write_json  # atomic: a killed run leaves no half-written JSON
 
-    write_bytes(args.out, (json.dumps(report, indent=2) + "\n").encode())
+    write_json(args.out, report)
     print()
     print(table(rows))
     print(f"\nwrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")

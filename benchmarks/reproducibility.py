@@ -133,7 +133,8 @@ def compare(a: dict, b: dict) -> dict:
 
 
 def main() -> None:
-    from benchmarks._worker import run_config
+    from _worker import run_config  # beside this script, as the other benchmarks
+
     from pipeline.io import write_json
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

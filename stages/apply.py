@@ -144,26 +144,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """``main`` for the command line: any failure ends in one line naming what failed and exit
-    status 1 (2 for bad arguments, as argparse; 130 for Ctrl-C), never a traceback."""
+    """``main`` for the command line: any failure ends in one line naming what failed (the
+    stages' :func:`stages._common.describe`) and exit status 1 (2 for bad arguments, as
+    argparse; 130 for Ctrl-C), never a traceback (``DLW_DEBUG=1`` shows it)."""
+    from stages._common import INTERRUPTED, debugging, describe
+
     logging.basicConfig(level=logging.INFO, format="[apply] %(message)s", stream=sys.stderr)
     try:
         main(argv)
     except KeyboardInterrupt:
         print("[apply] interrupted", file=sys.stderr)
-        return 130
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"[apply] error: {_one_line(exc)}", file=sys.stderr)
-        return 1
-    except Exception as exc:  # anything else still gets one line, with its kind
-        print(f"[apply] error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
+        return INTERRUPTED
+    except Exception as exc:
+        if debugging():
+            import traceback
+
+            traceback.print_exc()
+        # A decoder's multi-line message (e.g. imageio's list of plugins) on one line.
+        print(f"[apply] error: {' '.join(describe(exc).split())}", file=sys.stderr)
         return 1
     return 0
-
-
-def _one_line(exc: BaseException) -> str:
-    """A decoder's multi-line message (e.g. imageio's list of plugins) on one line."""
-    return " ".join(str(exc).split())
 
 
 if __name__ == "__main__":

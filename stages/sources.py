@@ -7,11 +7,10 @@ reruns exactly when the images changed (:mod:`pipeline.data.fingerprint`).
 
 from __future__ import annotations
 
-import json
 import logging
 
 from pipeline.data.fingerprint import source_fingerprint
-from pipeline.io import write_bytes
+from pipeline.io import write_json
 from stages._common import run, start
 
 log = logging.getLogger("sources")
@@ -20,9 +19,7 @@ log = logging.getLogger("sources")
 def main() -> None:
     params = start("sources")
     manifest = source_fingerprint(params.prepare)
-    write_bytes(
-        "data/sources.json", (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
-    )
+    write_json("data/sources.json", manifest)
     log.info("%s source: %d files fingerprinted", manifest["source"], len(manifest["files"]))
 
 

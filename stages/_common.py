@@ -50,9 +50,10 @@ def start(stage: str, path: str = "params.yaml") -> Params:
 
 def run(stage: str, main: Callable[[], Any]) -> None:
     """Run ``main``; a failure ends the stage with one clear line instead of a traceback, and
-    exit status 1 (130 when interrupted)."""
+    exit status 1 (130 when interrupted); a non-zero int that ``main`` returns is the exit
+    status."""
     try:
-        main()
+        status = main()
     except KeyboardInterrupt:
         if debugging():
             traceback.print_exc()
@@ -64,6 +65,8 @@ def run(stage: str, main: Callable[[], Any]) -> None:
         else:
             log.debug("traceback of the failure", exc_info=True)
         sys.exit(f"[{stage}] error: {describe(exc)}")
+    if isinstance(status, int) and not isinstance(status, bool) and status:
+        sys.exit(status)  # a main that reports its own outcome (stages.check: 1 on problems)
 
 
 def describe(exc: BaseException) -> str:

@@ -32,11 +32,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = 0
-
-    def _main() -> None:
-        global code
-        code = main(sys.argv[1:])
-
-    run("check", _main)
-    sys.exit(code)
+    run("check", lambda: main(sys.argv[1:]))

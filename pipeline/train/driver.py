@@ -285,6 +285,8 @@ def collect(grid, train: TrainParams, run: TrainingRun) -> list[TrialOutcome]:
         if train.scheduler.name != "asha" and epochs_done < int(config["epochs"]):
             unfinished.append(f"{label} ({epochs_done}/{config['epochs']} epochs)")
             continue
+        # The best epoch on val (pipeline.train.trainer): the net the trial hands on.
+        best = state.get("best") or state
         trial_id = str(result.metrics.get("trial_id", ""))
         runs = []
         if run.tracker is not None and run.mlflow_experiment_id:
@@ -302,10 +304,9 @@ def collect(grid, train: TrainParams, run: TrainingRun) -> list[TrialOutcome]:
                 config=dict(config),
                 trial_id=trial_id,
                 metrics=dict(result.metrics),
-                # The best epoch on val (pipeline.train.trainer): the net the trial hands on.
-                state_dict=(state.get("best") or state)["state_dict"],
+                state_dict=best["state_dict"],
                 history=list(state["history"]),
-                best_epoch=int((state.get("best") or state)["epoch"]),
+                best_epoch=int(best["epoch"]),
                 mlflow_run_id=runs[0].info.run_id if runs else None,
             )
         )

@@ -17,8 +17,8 @@ from typing import Any, Literal
 from pipeline.data.params import PrepareParams
 from pipeline.degrade.params import DegradeParams
 from pipeline.evaluate.params import EvaluateParams
+from pipeline.methods.params import TrainParams, default_train
 from pipeline.schema import ConfigError, parse_dataclass, require, to_plain
-from pipeline.train.params import TrainParams
 
 __all__ = ["ConfigError", "Params", "check_file", "load_params", "parse_params"]
 
@@ -51,7 +51,7 @@ class Params:
     ray: RayParams = field(default_factory=RayParams)
     prepare: PrepareParams = field(default_factory=PrepareParams)
     degrade: DegradeParams = field(default_factory=DegradeParams)
-    train: TrainParams = field(default_factory=TrainParams)
+    train: TrainParams = field(default_factory=default_train)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
     # The report stage's options, validated by pipeline.report.build.ReportOptions (which needs
     # pandas, so it is not imported while parsing).
@@ -134,11 +134,16 @@ def check_file(path: str | Path = "params.yaml") -> list[str]:
         params = parse_params(data, source)
     except ConfigError as exc:
         return [str(exc)]
-    from pipeline.evaluate.transfer import check_targets
+    from pipeline.evaluate.restorers import check_restorers
     from pipeline.report.build import ReportOptions
 
+    for name in params.train.methods:
+        try:
+            params.train.method(name).check(f"train.{name}")
+        except ValueError as exc:
+            errors.append(f"{source}: {exc}")
     try:
-        check_targets(params.evaluate, source)
+        check_restorers(params.evaluate, source)
     except ValueError as exc:
         errors.append(str(exc))
     try:

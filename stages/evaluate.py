@@ -1,7 +1,8 @@
 """DVC stage ``evaluate``: the transfer matrix on Ray, logged to MLflow.
 
-Reads params ``seed``, ``tracking``, ``ray`` and ``evaluate``, the degraded ``val``/``test``
-sets (``data/degraded``, ``data/clean``) and the trained nets (``models/dlw``). Writes
+Reads params ``seed``, ``device``, ``tracking``, ``ray`` and ``evaluate``, the degraded
+``val``/``test`` sets (``data/degraded``, ``data/clean``) and the trained parts of the learned
+methods (``models/<method>/``). Writes
 ``reports/results.parquet`` (test cells), ``reports/tuning.parquet`` (the val strength grid),
 ``reports/gallery.parquet`` and ``reports/evaluate.json`` (a summary for ``dvc metrics show``).
 """
@@ -40,17 +41,20 @@ def main() -> None:
         params_hash,
         results_table,
         run_config,
+        run_key,
         tuning_table,
     )
     from pipeline.evaluate.summary import summary
-    from pipeline.evaluate.transfer import check_targets, run_transfer
+    from pipeline.evaluate.transfer import check_restorers, run_transfer
     from pipeline.io import write_json, write_parquet
 
     p = params.evaluate
     root = Path.cwd()
-    check_targets(p)
+    check_restorers(p)
     uri = resolve_tracking_uri(params.tracking.uri, root)
     section = {"seed": params.seed, "evaluate": params.to_dict()["evaluate"]}
+    if params.device != "cpu":  # where learned maps are computed (cpu: the default, not hashed)
+        section["device"] = params.device
     provenance = {
         "git_commit": git_commit(root),
         "params_hash": params_hash(section),
@@ -58,7 +62,7 @@ def main() -> None:
     }
     t0 = time.perf_counter()
     with ray_session(params.ray.address, params.ray.num_cpus, {"evaluate.cpu": ("CPU", p.cpu)}):
-        result = run_transfer(root, p)
+        result = run_transfer(root, p, resolve_device(params.device))
     solve_s = time.perf_counter() - t0
     # Every out is written before MLflow is called: an unreachable or failing tracking server
     # costs the run ids, never the solved cells.
@@ -71,8 +75,7 @@ def main() -> None:
     write_json(root / "reports" / "evaluate.json", stats)
     run_ids = track(uri, params.tracking.experiment, root, result, provenance)
     if run_ids:
-        keys = zip(results.weighting, results.seed, results.target, strict=True)
-        results["mlflow_run_id"] = [run_ids.get(k, "") for k in keys]
+        results["mlflow_run_id"] = [run_ids.get(run_key(r), "") for _, r in results.iterrows()]
         write_parquet(root / "reports" / "results.parquet", results, config)
     log.info(
         "%d test cells, %d val solves in %.0f s (%d not converged, %d strengths on the grid edge)",
@@ -86,9 +89,19 @@ def main() -> None:
         log.info("%s", line)
 
 
+def resolve_device(device: str) -> str:
+    """``auto`` → cuda when torch sees one, else cpu."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def track(uri: str, experiment: str, root: Path, result: dict, provenance: dict) -> dict:
-    """Log the MLflow runs; returns ``{(weighting, seed, target): run_id}`` of those logged (none
-    when the server is unreachable; those before an error otherwise), after one warning."""
+    """Log the MLflow runs; returns ``{(weighting, seed, restorer, seed): run_id}`` of those
+    logged (none when the server is unreachable; those before an error otherwise), after one
+    warning."""
     from pipeline.evaluate.runs import log_runs
     from pipeline.tracking import Tracker
 
@@ -100,8 +113,10 @@ def track(uri: str, experiment: str, root: Path, result: dict, provenance: dict)
 
 
 def stats_lines(results) -> list[str]:
-    """MPSNR per weighting (rows) × target (columns), mean over cases and test images."""
-    table = results.pivot_table(index="weighting", columns="target", values="mpsnr", aggfunc="mean")
+    """MPSNR per weighting (rows) × restorer (columns), mean over cases and test images."""
+    table = results.pivot_table(
+        index="weighting", columns="restorer", values="mpsnr", aggfunc="mean"
+    )
     head = f"{'MPSNR (dB)':<20}" + "".join(f"{c:>8}" for c in table.columns)
     lines = [head]
     for name, row in table.iterrows():

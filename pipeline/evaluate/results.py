@@ -1,7 +1,8 @@
 """The tidy tables of the evaluate stage (benchopt style: one row per cell, parameters and
 provenance as columns, the run configuration in the Parquet metadata).
 
-* ``reports/results.parquet``: one row per (method, weighting, seed, target, case, test image);
+* ``reports/results.parquet``: one row per (weighting, restorer, case, test image, seeds of the
+  learned parts), with the producing method and variant of each part as columns;
 * ``reports/tuning.parquet``: every val solve of the strength grid, the chosen one marked;
 * ``reports/gallery.parquet``: one band of the clean, noisy, weight and restored images of a
   few test images, for the report's gallery.
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.evaluate.cells import weight_key
+from pipeline.evaluate.cells import NO_WEIGHTING, weight_key
 from pipeline.io import canonical_json, json_sha256
 
 __all__ = [
@@ -48,18 +49,21 @@ PACKAGES = (
 
 RESULT_COLUMNS = [
     "task",
-    "method",
-    "weighting",
-    "weighting_kind",
-    "source_set",
-    "seed",
-    "target",
     "case",
     "noise_model",
     "case_params",
     "image_id",
     "split",
     "synthetic",
+    "weighting",
+    "weighting_method",
+    "weighting_variant",
+    "weighting_seed",
+    "restorer",
+    "restorer_method",
+    "restorer_variant",
+    "restorer_seed",
+    "restorer_role",
     "noisy_mpsnr",
     "mpsnr",
     "mssim",
@@ -81,7 +85,8 @@ RESULT_COLUMNS = [
     "params_hash",
     "dataset_hash",
     "mlflow_run_id",
-    "checkpoint",
+    "weighting_checkpoint",
+    "restorer_checkpoint",
 ]
 
 
@@ -112,16 +117,14 @@ def git_commit(root: str | os.PathLike) -> str:
     return head + ("-dirty" if dirty else "")
 
 
-def _kind(weighting: str) -> str:
-    return weighting.split(":", 1)[0] if weighting != "none" else "none"
+def _facts(run: dict):
+    """Weighting label/seed → its entry; restorer label/seed → its entry (``none`` included)."""
+    from pipeline.evaluate.transfer import NONE
 
-
-def _reference_strengths(target: str, overrides: dict | None = None) -> str:
-    from pipeline.models.strength import reference_strengths
-
-    if target in ("bm4d", "bm3d"):
-        return "{}"
-    return canonical_json(reference_strengths(target, (overrides or {}).get(target)))
+    weightings = {(w.label, w.seed): w for w in [*run["weightings"], NONE]}
+    restorers = {r.key: r for r in run["restorers"]}
+    refs = {k: canonical_json(r.reference_strengths()) for k, r in restorers.items()}
+    return weightings, restorers, refs
 
 
 def results_table(run: dict, provenance: dict[str, str], run_ids: dict[tuple, str]):
@@ -132,14 +135,11 @@ def results_table(run: dict, provenance: dict[str, str], run_ids: dict[tuple, st
 
     meta = {r["key"]: r for r in run["meta"]}
     items, maps, chosen = run["items"], run["maps"], run["chosen"]
-    ckpt = {(c.weighting, c.seed): c.path for c in run["checkpoints"]}
-    refs = {
-        t: _reference_strengths(t, run["overrides"]) for t in {r["target"] for r in run["test"]}
-    }
-    scores: dict[tuple, tuple[float, float]] = {}  # a map's scores do not depend on the target
+    weightings, restorers, refs = _facts(run)
+    scores: dict[tuple, tuple[float, float]] = {}  # a map's scores do not depend on the restorer
 
     def map_scores(weighting: str, seed: int, key: str) -> tuple[float, float]:
-        if weighting == "none":
+        if weighting == NO_WEIGHTING:
             return math.nan, math.nan
         if (weighting, seed, key) not in scores:
             item = items[key]
@@ -153,24 +153,29 @@ def results_table(run: dict, provenance: dict[str, str], run_ids: dict[tuple, st
     rows = []
     for r in run["test"]:
         m = meta[r["item"]]
-        auc, corr = map_scores(r["weighting"], r["seed"], r["item"])
-        pick = chosen.get((r["method"], r["target"], m["case"], r["weighting"], r["seed"]), {})
-        kind = _kind(r["weighting"])
+        wt = weightings[(r["weighting"], r["weighting_seed"])]
+        rs = restorers[(r["restorer"], r["restorer_seed"])]
+        auc, corr = map_scores(r["weighting"], r["weighting_seed"], r["item"])
+        cell = (r["restorer"], r["restorer_seed"], m["case"], r["weighting"], r["weighting_seed"])
+        pick = chosen.get(cell, {})
         rows.append(
             {
                 "task": "denoise",
-                "method": r["method"],
-                "weighting": r["weighting"],
-                "weighting_kind": kind,
-                "source_set": r["weighting"].split(":", 1)[1] if kind == "dlw" else "",
-                "seed": int(r["seed"]),
-                "target": r["target"],
                 "case": m["case"],
                 "noise_model": m["noise_model"],
                 "case_params": m["case_params"],
                 "image_id": m["image_id"],
                 "split": "test",
                 "synthetic": bool(m["synthetic"]),
+                "weighting": wt.label,
+                "weighting_method": wt.method,
+                "weighting_variant": wt.variant,
+                "weighting_seed": int(wt.seed),
+                "restorer": rs.label,
+                "restorer_method": rs.method,
+                "restorer_variant": rs.variant,
+                "restorer_seed": int(rs.seed),
+                "restorer_role": rs.role,
                 "noisy_mpsnr": float(m["noisy_mpsnr"]),
                 "mpsnr": r["mpsnr"],
                 "mssim": r["mssim"],
@@ -181,39 +186,44 @@ def results_table(run: dict, provenance: dict[str, str], run_ids: dict[tuple, st
                 "strength": r["multiplier"],
                 "strength_on_edge": bool(pick.get("on_edge", False)),
                 "val_mpsnr": float(pick.get("val_mpsnr", math.nan)),
-                "reference_strengths": refs[r["target"]],
-                "oracle_informed": kind == "oracle" or r["method"] in ("bm4d", "bm3d"),
+                "reference_strengths": refs[rs.key],
+                "oracle_informed": wt.oracle_informed or rs.oracle_informed,
                 "time_s": r["time_s"],
                 "iterations": int(r["iterations"]),
                 "primal_residual": r["primal_residual"],
                 "dual_residual": r["dual_residual"],
                 "converged": bool(r["converged"]),
                 **provenance,
-                "mlflow_run_id": run_ids.get((r["weighting"], r["seed"], r["target"]), ""),
-                "checkpoint": ckpt.get((r["weighting"], r["seed"]), ""),
+                "mlflow_run_id": run_ids.get(run_key(r), ""),
+                "weighting_checkpoint": wt.path,
+                "restorer_checkpoint": rs.path,
             }
         )
     df = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
-    order = ["method", "target", "weighting", "seed", "case", "image_id"]
+    order = ["restorer", "restorer_seed", "weighting", "weighting_seed", "case", "image_id"]
     return df.sort_values(order, kind="stable").reset_index(drop=True)
+
+
+def run_key(r) -> tuple:
+    """The MLflow run of a record or row: (weighting, its seed, restorer, its seed)."""
+    return (r["weighting"], r["weighting_seed"], r["restorer"], r["restorer_seed"])
 
 
 def tuning_table(run: dict):
     import pandas as pd
 
-    refs = {
-        t: _reference_strengths(t, run["overrides"]) for t in {r["target"] for r in run["tuning"]}
-    }
+    _, _, refs = _facts(run)
     rows = []
     for r in run["tuning"]:
         split, case, image_id = r["item"].split("/")
-        pick = run["chosen"][(r["method"], r["target"], case, r["weighting"], r["seed"])]
+        cell = (r["restorer"], r["restorer_seed"], case, r["weighting"], r["weighting_seed"])
+        pick = run["chosen"][cell]
         rows.append(
             {
-                "method": r["method"],
-                "target": r["target"],
+                "restorer": r["restorer"],
+                "restorer_seed": int(r["restorer_seed"]),
                 "weighting": r["weighting"],
-                "seed": int(r["seed"]),
+                "weighting_seed": int(r["weighting_seed"]),
                 "case": case,
                 "image_id": image_id,
                 "split": split,
@@ -224,12 +234,12 @@ def tuning_table(run: dict):
                 "time_s": r["time_s"],
                 "chosen": r["multiplier"] == pick["multiplier"],
                 "on_edge": bool(pick["on_edge"]),
-                "reference_strengths": refs[r["target"]],
+                "reference_strengths": refs[(r["restorer"], r["restorer_seed"])],
             }
         )
     df = pd.DataFrame(rows)
-    order = ["method", "target", "weighting", "seed", "case", "image_id", "multiplier"]
-    return df.sort_values(order, kind="stable").reset_index(drop=True)
+    order = ["restorer", "restorer_seed", "weighting", "weighting_seed", "case", "image_id"]
+    return df.sort_values([*order, "multiplier"], kind="stable").reset_index(drop=True)
 
 
 GALLERY_COLUMNS = (
@@ -237,7 +247,7 @@ GALLERY_COLUMNS = (
     "image_id",
     "kind",
     "weighting",
-    "target",
+    "restorer",
     "band",
     "height",
     "width",
@@ -247,13 +257,13 @@ GALLERY_COLUMNS = (
 
 def gallery_table(run: dict):
     """One band per image of the gallery: clean, noisy, every weight map (first seed) and every
-    restoration (first seed)."""
+    restoration (first seeds of its weighting and restorer)."""
     import pandas as pd
 
     meta = {r["key"]: r for r in run["meta"]}
     rows: list[dict[str, Any]] = []
 
-    def add(key: str, kind: str, weighting: str, target: str, image: np.ndarray) -> None:
+    def add(key: str, kind: str, weighting: str, restorer: str, image: np.ndarray) -> None:
         m, band = meta[key], run["bands"][key]
         rows.append(
             {
@@ -261,7 +271,7 @@ def gallery_table(run: dict):
                 "image_id": m["image_id"],
                 "kind": kind,
                 "weighting": weighting,
-                "target": target,
+                "restorer": restorer,
                 "band": band,
                 "height": int(image.shape[0]),
                 "width": int(image.shape[1]),
@@ -269,16 +279,20 @@ def gallery_table(run: dict):
             }
         )
 
-    first_seed: dict[str, int] = {}
+    first_seed: dict[str, int] = {}  # per weighting label
+    first_restorer: dict[str, int] = {}  # per restorer label
     for r in run["test"]:
-        first_seed[r["weighting"]] = min(first_seed.get(r["weighting"], r["seed"]), r["seed"])
+        w, s = r["weighting"], r["weighting_seed"]
+        first_seed[w] = min(first_seed.get(w, s), s)
+        k, s = r["restorer"], r["restorer_seed"]
+        first_restorer[k] = min(first_restorer.get(k, s), s)
     for key in sorted(run["bands"]):
         band = run["bands"][key]
         item = run["items"][key]
         add(key, "clean", "", "", item["clean"][band])
         add(key, "noisy", "", "", item["noisy"][band])
         for weighting, seed in sorted(first_seed.items()):
-            if weighting == "none":
+            if weighting == NO_WEIGHTING:
                 continue
             w = run["maps"].get(weight_key(weighting, seed, key))
             add(
@@ -288,11 +302,15 @@ def gallery_table(run: dict):
                 "",
                 np.ones_like(item["noisy"][band]) if w is None else w[band],
             )
-    for r in sorted(run["test"], key=lambda r: (r["item"], r["weighting"], r["target"])):
-        if "x_band" in r and r["seed"] == first_seed[r["weighting"]]:
-            add(r["item"], "restored", r["weighting"], r["target"], r["x_band"])
+    for r in sorted(run["test"], key=lambda r: (r["item"], r["weighting"], r["restorer"])):
+        first = (
+            r["weighting_seed"] == first_seed[r["weighting"]]
+            and r["restorer_seed"] == first_restorer[r["restorer"]]
+        )
+        if "x_band" in r and first:
+            add(r["item"], "restored", r["weighting"], r["restorer"], r["x_band"])
     df = pd.DataFrame(rows, columns=list(GALLERY_COLUMNS))
-    return df.sort_values(["case", "image_id", "kind", "weighting", "target"], kind="stable")
+    return df.sort_values(["case", "image_id", "kind", "weighting", "restorer"], kind="stable")
 
 
 def params_hash(section: dict) -> str:

@@ -1,5 +1,5 @@
-"""MLflow runs of the evaluate stage: one per (weighting, training seed, target), with the
-chosen strengths and per-case mean metrics, a small gallery image, and provenance tags.
+"""MLflow runs of the evaluate stage: one per (weighting, restorer, seeds of their learned parts),
+with the chosen strengths and per-case mean metrics, a small gallery image, and provenance tags.
 
 The driver is the only writer (two processes creating a SQLite store at once collide in its
 migrations); runs go through :class:`MlflowClient` in batches, so ~50 runs take seconds on the
@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.evaluate.cells import weight_key
+from pipeline.evaluate.results import run_key
 
 log = logging.getLogger(__name__)
 
@@ -26,15 +27,12 @@ __all__ = ["log_runs"]
 METRICS = ("mpsnr", "mssim", "sam", "ergas")
 
 
-def _gallery_png(run: dict, weighting: str, seed: int, target: str) -> bytes | None:
+def _gallery_png(run: dict, key: tuple) -> bytes | None:
     """Noisy band, weight map and restoration of the first gallery image (last case)."""
-    picks = [
-        r
-        for r in run["test"]
-        if "x_band" in r and (r["weighting"], r["seed"], r["target"]) == (weighting, seed, target)
-    ]
+    picks = [r for r in run["test"] if "x_band" in r and run_key(r) == key]
     if not picks:
         return None
+    weighting, seed, restorer, _ = key
     r = sorted(picks, key=lambda r: r["item"])[-1]
     item, band = run["items"][r["item"]], run["bands"][r["item"]]
     w = run["maps"].get(weight_key(weighting, seed, r["item"]))
@@ -52,7 +50,7 @@ def _gallery_png(run: dict, weighting: str, seed: int, target: str) -> bytes | N
         ax.imshow(img, cmap="magma" if title == "weights" else "gray", vmin=0, vmax=vmax or 1)
         ax.set_title(f"{title} (band {band})", fontsize=8)
         ax.axis("off")
-    fig.suptitle(f"{r['item']} · {weighting} · {target}", fontsize=8)
+    fig.suptitle(f"{r['item']} · {weighting} · {restorer}", fontsize=8)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80, metadata={"Software": None})
     plt.close(fig)
@@ -67,9 +65,9 @@ def log_runs(
     tags: dict[str, str],
     ids: dict | None = None,
 ) -> dict:
-    """Create the runs; returns ``{(weighting, seed, target): run_id}``. Each finished run is
-    added to ``ids`` as it is logged, so a caller keeps the ids of the runs logged before an
-    error."""
+    """Create the runs; returns ``{(weighting, its seed, restorer, its seed): run_id}``. Each
+    finished run is added to ``ids`` as it is logged, so a caller keeps the ids of the runs logged
+    before an error."""
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 
@@ -79,20 +77,29 @@ def log_runs(
     client = MlflowClient(tracking_uri=uri)
     groups: dict[tuple, list[dict]] = {}
     for r in run["test"]:
-        groups.setdefault((r["weighting"], r["seed"], r["target"]), []).append(r)
-    ckpt = {(c.weighting, c.seed): c.path for c in run["checkpoints"]}
+        groups.setdefault(run_key(r), []).append(r)
+    weightings = {(w.label, w.seed): w for w in run["weightings"]}
+    restorers = {r.key: r for r in run["restorers"]}
     ids = {} if ids is None else ids
-    for (weighting, seed, target), records in sorted(groups.items()):
-        name = f"evaluate {weighting} → {target}" + (f" seed {seed}" if seed >= 0 else "")
-        tag_list = {**tags, "stage": "evaluate", "weighting": weighting, "target": target}
+    for key, records in sorted(groups.items()):
+        weighting, seed, restorer, restorer_seed = key
+        wt, rs = weightings.get((weighting, seed)), restorers[(restorer, restorer_seed)]
+        parts = ((weighting, seed), (restorer, restorer_seed))
+        seeds = [f"{n} seed {k}" for n, k in parts if k >= 0]
+        name = f"evaluate {weighting} → {restorer}" + (f" ({', '.join(seeds)})" if seeds else "")
+        tag_list = {**tags, "stage": "evaluate", "weighting": weighting, "restorer": restorer}
         mlrun = client.create_run(experiment_id, run_name=name, tags=tag_list)
         rid = mlrun.info.run_id
         params = [
             Param("weighting", weighting),
-            Param("target", target),
-            Param("method", records[0]["method"]),
-            Param("seed", str(seed)),
-            Param("checkpoint", ckpt.get((weighting, seed), "")),
+            Param("weighting_method", wt.method if wt else ""),
+            Param("weighting_seed", str(seed)),
+            Param("weighting_checkpoint", wt.path if wt else ""),
+            Param("restorer", restorer),
+            Param("restorer_method", rs.method),
+            Param("restorer_role", rs.role),
+            Param("restorer_seed", str(restorer_seed)),
+            Param("restorer_checkpoint", rs.path),
         ]
         metrics = []
         by_case: dict[str, list[dict]] = {}
@@ -112,13 +119,13 @@ def log_runs(
         client.log_batch(
             rid, metrics=metrics, params=params, tags=[RunTag("n_cells", str(len(records)))]
         )
-        png = _gallery_png(run, weighting, seed, target)
+        png = _gallery_png(run, key)
         if png is not None:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "gallery.png"
                 path.write_bytes(png)
                 client.log_artifact(rid, str(path))
         client.set_terminated(rid, "FINISHED")
-        ids[(weighting, seed, target)] = rid
+        ids[key] = rid
     log.info("%d MLflow runs logged to %s (experiment %s)", len(ids), uri, experiment)
     return ids

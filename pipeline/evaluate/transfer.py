@@ -1,96 +1,44 @@
-"""The transfer matrix: every (weighting × target × case × test image) cell solved to convergence,
-each target's strength tuned on ``val`` first (``docs/science.md`` §4, ``docs/conventions.md``).
+"""The transfer matrix: every (weighting × restorer × case × test image) cell, each restorer's
+strength tuned on ``val`` first (``docs/science.md`` §4, ``docs/conventions.md``).
 
-1. **Inputs**: the degraded ``val`` and ``test`` images (hashes checked against the manifest),
-   the trained nets in ``models/dlw/<set>/seed-<k>.pt`` (every seed).
+1. **Inputs**: the degraded ``val`` and ``test`` images (hashes checked against the manifest);
+   the weightings (:func:`pipeline.evaluate.weightings.plan_weightings`) and restorers
+   (:func:`pipeline.evaluate.restorers.plan_restorers`), learned ones from ``models/<method>/``
+   (every variant and seed).
 2. **Weight maps**, once per (weighting, seed, image), in the driver: they are functions of the
    noisy image only (the oracle excepted) and cheap next to the solves.
-3. **Tuning** (Ray tasks): each target × weighting × seed × multiplier of ``grid`` on every
-   ``val`` image; the multiplier with the best mean val MPSNR is chosen per
-   (target, case, weighting, seed) (ties: the one nearest 1), flagged when on the grid's edge.
-4. **Test** (Ray tasks): every cell at its chosen multiplier, plus the peer baselines.
+3. **Tuning** (Ray tasks): each tuned restorer × weighting × seeds × multiplier of ``grid`` on
+   every ``val`` image; the multiplier with the best mean val MPSNR is chosen per (restorer,
+   case, weighting, seeds) (ties: the one nearest 1), flagged when on the grid's edge.
+4. **Test** (Ray tasks): every cell at its chosen multiplier. A restorer of role ``target`` gets
+   every weighting; the others one cell per image with weighting ``none``.
 
-Ray tasks: tuning, one per (target, case, val image, multiplier); test, one per (target, case,
-test image); BM4D, one per (case, test image); each runs its weightings' solves in turn, and
-there are enough of them to keep 2 CPUs busy. The images and the maps travel once through the
-object store. The records come back to the driver, which is
-the only writer (Parquet, MLflow).
+Ray tasks: tuning, one per (restorer, val image, multiplier); test, one per (restorer, test
+image); each runs its weightings' solves in turn, and there are enough of them to keep 2 CPUs
+busy. The images, the maps and the restorers travel once through the object store. The records
+come back to the driver, which is the only writer (Parquet, MLflow).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pipeline.evaluate.cells import Job, run_group, weight_key
+from pipeline.evaluate.cells import NO_WEIGHTING, Job, run_group, weight_key
 from pipeline.evaluate.params import EvaluateParams
-from pipeline.io import array_sha256, load_npy, load_npz, safe_name
+from pipeline.evaluate.restorers import Restorer, check_restorers, plan_restorers
+from pipeline.evaluate.weightings import Weighting, plan_weightings
+from pipeline.io import array_sha256, load_npy, load_npz
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "Checkpoint",
-    "check_targets",
-    "choose",
-    "find_checkpoints",
-    "load_items",
-    "run_transfer",
-]
+__all__ = ["check_restorers", "choose", "load_items", "run_transfer"]
 
-
-@dataclass(frozen=True)
-class Checkpoint:
-    source_set: str
-    seed: int
-    path: str  # relative to the repository root
-
-    @property
-    def weighting(self) -> str:
-        return f"dlw:{self.source_set}"
-
-
-def check_targets(p: EvaluateParams, source: str = "params.yaml") -> None:
-    """Every target's overrides build a model; an unknown key or bad value is named by its full
-    key in ``source`` (``evaluate.targets.tv.tol``, ``evaluate.tv_l1.foo``)."""
-    from pipeline.models import MODELS, build_model
-    from pipeline.schema import ConfigError, parse_dataclass
-
-    sections = {f"evaluate.targets.{name}": (name, o) for name, o in p.targets.items()}
-    sections["evaluate.tv_l1"] = ("tv_l1", p.tv_l1)
-    for where, (name, overrides) in sections.items():
-        try:
-            parse_dataclass(MODELS[name][1], overrides, where)
-            build_model(name, **overrides)
-        except (ConfigError, ValueError) as exc:
-            text = str(exc)
-            if not text.startswith(where):
-                text = f"{where}: {text}"
-            raise ConfigError(f"{source}: {text}") from None
-
-
-def find_checkpoints(root: Path, only: list[str] | None = None) -> list[Checkpoint]:
-    """Every ``models/dlw/<set>/seed-<k>.pt`` (``best.pt`` is a copy of one of them)."""
-    base = root / "models" / "dlw"
-    found = []
-    for path in sorted(base.glob("*/seed-*.pt")):
-        name = safe_name(path.parent.name, "source set")
-        try:
-            seed = int(path.stem.removeprefix("seed-"))
-        except ValueError:
-            raise ValueError(f"{path}: expected seed-<k>.pt") from None
-        if only is None or name in only:
-            found.append(Checkpoint(name, seed, str(path.relative_to(root))))
-    if only is not None:
-        missing = sorted(set(only) - {c.source_set for c in found})
-        if missing:
-            raise ValueError(f"evaluate.source_sets: no trained net in {base} for {missing}")
-    return found
+NONE = Weighting(NO_WEIGHTING)
 
 
 def _band_to_show(sigma: np.ndarray, mask: np.ndarray) -> int:
@@ -130,62 +78,45 @@ def load_items(root: Path, manifest, cases: list[str] | None) -> tuple[dict, lis
     return items, meta
 
 
-def weight_maps(items: dict, meta: list[dict], p: EvaluateParams, nets: dict) -> dict:
-    """Every weighting's map for every image, computed once."""
-    from pipeline.evaluate.weightings import compute_weights
-
+def weight_maps(items: dict, meta: list[dict], weightings: list[Weighting], root: Path,
+                device: str = "cpu") -> dict:  # fmt: skip
+    """Every weighting's map for every image, computed once (learned parts loaded once, on
+    ``device``)."""
     maps = {}
-    for row in meta:
-        item = items[row["key"]]
-        for kind in p.weightings:
-            if kind == "unweighted":
-                continue  # the solvers take w = None
-            if kind == "dlw":
-                for (weighting, seed), net in nets.items():
-                    w = compute_weights("dlw", item["noisy"], net=net)
-                    maps[weight_key(weighting, seed, row["key"])] = w
-            else:
-                w = compute_weights(kind, item["noisy"], sigma=item["sigma"], mask=item["mask"])
-                maps[weight_key(kind, -1, row["key"])] = w
+    for wt in weightings:
+        part = None if wt.method_cls is None else wt.method_cls.load(root / wt.path, device)
+        for row in meta:
+            w = wt.compute(items[row["key"]], part)
+            if w is not None:
+                maps[weight_key(wt.label, wt.seed, row["key"])] = w
     return maps
 
 
-def weightings_list(p: EvaluateParams, checkpoints: list[Checkpoint]) -> list[tuple[str, int]]:
-    out = []
-    for kind in p.weightings:
-        if kind == "dlw":
-            out.extend((c.weighting, c.seed) for c in checkpoints)
-        else:
-            out.append((kind, -1))
-    return out
+def _combos(restorer: Restorer, weightings: list[Weighting]) -> list[Weighting]:
+    """The weightings a restorer is solved with: all for a target, ``none`` otherwise."""
+    return weightings if restorer.weighted else [NONE]
 
 
-def plan_tuning(p: EvaluateParams, meta: list[dict], weightings: list[tuple[str, int]]):
+def plan_tuning(
+    p: EvaluateParams, meta: list[dict], restorers: list[Restorer], weightings: list[Weighting]
+) -> list[list[Job]]:
     groups: dict[tuple, list[Job]] = {}
     for row in (r for r in meta if r["split"] == "val"):
-        for target, method, ws in _targets(p, weightings):
-            for weighting, seed in ws:
+        for r in (r for r in restorers if r.tuned):
+            for w in _combos(r, weightings):
                 for m in p.grid:
-                    job = Job("tune", method, target, weighting, seed, float(m), row["key"])
-                    groups.setdefault(("tune", target, row["key"], m), []).append(job)
+                    job = Job("tune", r.label, r.seed, w.label, w.seed, float(m), row["key"])
+                    groups.setdefault(("tune", r.key, row["key"], m), []).append(job)
     return list(groups.values())
 
 
-def _targets(p: EvaluateParams, weightings: list[tuple[str, int]]):
-    """(target, method, weightings) triples: the weighted targets, then tv_l1 (unweighted)."""
-    out = [(t, "dlw", weightings) for t in p.targets]
-    if "tv_l1" in p.baselines:
-        out.append(("tv_l1", "tv_l1", [("unweighted", -1)]))
-    return out
-
-
 def choose(tuning: list[dict], grid: list[float]) -> dict[tuple, dict]:
-    """(method, target, case, weighting, seed) → the chosen multiplier, its mean val MPSNR and
-    whether it lies on the grid's edge."""
+    """(restorer, restorer seed, case, weighting, weighting seed) → the chosen multiplier, its
+    mean val MPSNR and whether it lies on the grid's edge."""
     table: dict[tuple, dict[float, list[float]]] = {}
     for r in tuning:
         case = r["item"].split("/")[1]
-        key = (r["method"], r["target"], case, r["weighting"], r["seed"])
+        key = (r["restorer"], r["restorer_seed"], case, r["weighting"], r["weighting_seed"])
         table.setdefault(key, {}).setdefault(r["multiplier"], []).append(r["mpsnr"])
     edges = (min(grid), max(grid)) if len(grid) > 1 else ()
     chosen = {}
@@ -197,9 +128,9 @@ def choose(tuning: list[dict], grid: list[float]) -> dict[tuple, dict]:
 
 
 def plan_test(
-    p: EvaluateParams,
     meta: list[dict],
-    weightings: list[tuple[str, int]],
+    restorers: list[Restorer],
+    weightings: list[Weighting],
     chosen: dict,
     bands: dict[str, int],
 ) -> list[list[Job]]:
@@ -207,14 +138,13 @@ def plan_test(
     for row in (r for r in meta if r["split"] == "test"):
         key, case = row["key"], row["case"]
         band = bands.get(key, -1)
-        for target, method, ws in _targets(p, weightings):
-            for weighting, seed in ws:
-                m = chosen[(method, target, case, weighting, seed)]["multiplier"]
-                job = Job("test", method, target, weighting, seed, m, key, band)
-                groups.setdefault(("test", target, key), []).append(job)
-        for name in (b for b in p.baselines if b in ("bm4d", "bm3d")):
-            job = Job("test", name, name, "none", -1, math.nan, key, band)
-            groups.setdefault(("test", name, key), []).append(job)
+        for r in restorers:
+            for w in _combos(r, weightings):
+                m = math.nan
+                if r.tuned:
+                    m = chosen[(r.label, r.seed, case, w.label, w.seed)]["multiplier"]
+                job = Job("test", r.label, r.seed, w.label, w.seed, m, key, band)
+                groups.setdefault(("test", r.key, key), []).append(job)
     return list(groups.values())
 
 
@@ -223,11 +153,10 @@ def execute(groups: list[list[Job]], payload: dict, p: EvaluateParams, desc: str
     import ray
     from tqdm import tqdm
 
-    overrides = {**p.targets, "tv_l1": p.tv_l1}
     ref = ray.put(payload)
     task = ray.remote(num_cpus=p.cpu)(run_group)
     threads = max(1, int(p.cpu))
-    futures = [task.remote(g, ref, overrides, threads, p.precision) for g in groups]
+    futures = [task.remote(g, ref, threads, p.precision) for g in groups]
     index = {f: i for i, f in enumerate(futures)}
     results: list[list[dict] | None] = [None] * len(futures)
     pending = list(futures)
@@ -242,30 +171,31 @@ def execute(groups: list[list[Job]], payload: dict, p: EvaluateParams, desc: str
 
 
 def run_transfer(root: Path, p: EvaluateParams, device: str = "cpu") -> dict[str, Any]:
-    """Tuning and test records, plus what the writers need (checkpoints, bands, maps)."""
+    """Tuning and test records, plus what the writers need (weightings, restorers, bands, maps).
+    Learned weight maps are computed on ``device``."""
     import pandas as pd
-
-    from pipeline.train.checkpoint import load_dlwnet
 
     manifest = pd.read_parquet(root / "data" / "degraded" / "manifest.parquet")
     items, meta = load_items(root, manifest, p.cases)
-    checkpoints = find_checkpoints(root, p.source_sets) if "dlw" in p.weightings else []
-    if "dlw" in p.weightings and not checkpoints:
-        raise ValueError(f"{root / 'models' / 'dlw'}: no trained nets; run the train stage")
-    nets = {(c.weighting, c.seed): load_dlwnet(root / c.path).eval() for c in checkpoints}
-    weightings = weightings_list(p, checkpoints)
+    weightings = plan_weightings(p.weightings, root)
+    restorers = plan_restorers(p, root)
     log.info(
-        "%d weightings × %d targets × %d cases; %d val and %d test images",
+        "%d weightings × %d restorers × %d cases; %d val and %d test images",
         len(weightings),
-        len(p.targets),
+        len(restorers),
         len({r["case"] for r in meta}),
         len({r["image_id"] for r in meta if r["split"] == "val"}),
         len({r["image_id"] for r in meta if r["split"] == "test"}),
     )
-    maps = weight_maps(items, meta, p, nets)
-    payload = {"items": items, "weights": maps}
+    maps = weight_maps(items, meta, weightings, root, device)
+    payload = {
+        "items": items,
+        "weights": maps,
+        "restorers": {r.key: r for r in restorers},
+        "root": str(root),
+    }
 
-    tune_groups = plan_tuning(p, meta, weightings)
+    tune_groups = plan_tuning(p, meta, restorers, weightings)
     tuning = execute(tune_groups, payload, p, "tuning on val")
     chosen = choose(tuning, p.grid)
 
@@ -276,7 +206,7 @@ def run_transfer(root: Path, p: EvaluateParams, device: str = "cpu") -> dict[str
         for r in meta
         if r["split"] == "test" and r["image_id"] in shown
     }
-    test = execute(plan_test(p, meta, weightings, chosen, bands), payload, p, "test cells")
+    test = execute(plan_test(meta, restorers, weightings, chosen, bands), payload, p, "test cells")
     return {
         "tuning": tuning,
         "test": test,
@@ -285,10 +215,6 @@ def run_transfer(root: Path, p: EvaluateParams, device: str = "cpu") -> dict[str
         "items": items,
         "maps": maps,
         "bands": bands,
-        "checkpoints": checkpoints,
-        "overrides": {**p.targets, "tv_l1": p.tv_l1},
+        "weightings": weightings,
+        "restorers": restorers,
     }
-
-
-def case_params_of(meta: list[dict]) -> dict[str, dict]:
-    return {r["case"]: json.loads(r["case_params"]) for r in meta}

@@ -2,7 +2,7 @@ r"""Weight maps for the weighted fidelity :math:`\tfrac12 \sum_i w_i (y_i - x_i)
 (``docs/science.md`` §1, §6).
 
 :func:`compute_weights` gives one (C, H, W) float32 map per noisy image, finite, ≥ 0 and of mean 1
-(the scale of the unweighted model), for each kind in :data:`WEIGHTINGS`:
+(the scale of the unweighted model), for each built-in kind of :data:`BUILTIN`:
 
 ``unweighted``
     :math:`w = 1`.
@@ -15,10 +15,10 @@ r"""Weight maps for the weighted fidelity :math:`\tfrac12 \sum_i w_i (y_i - x_i)
 ``handcrafted``
     The classical recipe written without learning, from the noisy image only
     (:func:`handcrafted_weights`; its parameters are the module constants below).
-``dlw``
-    The output of a trained :class:`~pipeline.nets.dlwnet.DLWNet`,
-    :math:`N \operatorname{softmax}(h_\theta(Y)) + 10^{-4}` (mean 1 up to the 1e-4 floor),
-    evaluated under ``torch.no_grad()``.
+
+Learned methods add their own weightings (``Method.weights``, e.g. DLW's ``dlw:<source set>``);
+:func:`plan_weightings` lists built-in and learned ones alike as :class:`Weighting` entries, and
+:func:`check_map` holds every map to the same contract.
 
 The handcrafted recipe, per band b:
 
@@ -52,12 +52,15 @@ the median σ̂ of the other bands.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 __all__ = [
+    "BUILTIN",
     "COLUMN_K",
     "COLUMN_WINDOW",
     "FLAG_FACTOR",
@@ -65,17 +68,19 @@ __all__ = [
     "PIXEL_K",
     "RANGE_ENDS",
     "SIGMA_FLOOR",
-    "WEIGHTINGS",
+    "Weighting",
+    "check_map",
     "compute_weights",
     "detect_corrupted",
-    "dlw_weights",
     "estimate_band_sigma",
     "handcrafted_weights",
     "oracle_weights",
+    "plan_weightings",
     "range_end_mask",
 ]
 
-WEIGHTINGS = ("unweighted", "oracle", "handcrafted", "dlw")
+# The built-in weightings and whether each knows the truth (σ map and mask) of the image.
+BUILTIN = {"unweighted": False, "oracle": True, "handcrafted": False}
 
 RANGE_ENDS = (0.0, 1.0)  # exact readings of dead (0) and saturated (1) detectors
 MAD_TO_SIGMA = 0.6745  # median |z| of a standard normal z
@@ -209,40 +214,20 @@ def handcrafted_weights(noisy: Any) -> np.ndarray:
     return _mean_one(w)
 
 
-def dlw_weights(noisy: Any, net: Any) -> np.ndarray:
-    """``net(y[None])[0]`` under ``torch.no_grad()``, on the net's device, as float32."""
-    import torch
-
-    y = _image(noisy)
-    try:
-        device = next(net.parameters()).device
-    except (AttributeError, StopIteration):
-        device = torch.device("cpu")
-    with torch.no_grad():
-        w = net(torch.from_numpy(y[None]).to(device=device, dtype=torch.float32))
-    w = np.asarray(w[0].detach().cpu().numpy(), dtype=np.float32)
-    if w.shape != y.shape:
-        raise ValueError(f"the DLW net returned shape {w.shape} for an image of shape {y.shape}")
-    if not np.isfinite(w).all() or (w < 0).any():
-        raise ValueError("the DLW net returned a non-finite or negative weight")
-    return w
-
-
 def compute_weights(
     kind: str,
     noisy: np.ndarray,
     *,
     sigma: np.ndarray | None = None,
     mask: np.ndarray | None = None,
-    net: Any = None,
 ) -> np.ndarray:
-    """The (C, H, W) float32 weight map of ``kind`` (one of :data:`WEIGHTINGS`) for ``noisy``.
+    """The (C, H, W) float32 weight map of the built-in ``kind`` (:data:`BUILTIN`) for ``noisy``.
 
-    ``oracle`` needs ``sigma`` (true σ per pixel) and ``mask`` (True = corrupted); ``dlw`` needs
-    ``net``; the other arguments are ignored.
+    ``oracle`` needs ``sigma`` (true σ per pixel) and ``mask`` (True = corrupted); the other
+    arguments are ignored.
     """
-    if kind not in WEIGHTINGS:
-        raise ValueError(f"unknown weighting {kind!r} (known: {', '.join(WEIGHTINGS)})")
+    if kind not in BUILTIN:
+        raise ValueError(f"unknown weighting {kind!r} (built-in: {', '.join(BUILTIN)})")
     y = _image(noisy)
     if kind == "unweighted":
         return np.ones(y.shape, np.float32)
@@ -251,8 +236,59 @@ def compute_weights(
         if missing:
             raise ValueError(f"the oracle weighting needs {' and '.join(missing)}")
         return oracle_weights(sigma, mask, y.shape)
-    if kind == "handcrafted":
-        return handcrafted_weights(y)
-    if net is None:
-        raise ValueError("the dlw weighting needs net (a DLWNet, e.g. from load_dlwnet)")
-    return dlw_weights(y, net)
+    return handcrafted_weights(y)
+
+
+def check_map(w: Any, shape: tuple[int, ...], label: str) -> np.ndarray:
+    """A weighting's map as float32, or a :class:`ValueError` naming the weighting: the shape of
+    the image, finite and ≥ 0."""
+    w = np.asarray(w, dtype=np.float32)
+    if w.shape != tuple(shape):
+        raise ValueError(f"weighting {label} returned shape {w.shape} for an image of {shape}")
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise ValueError(f"weighting {label} returned a non-finite or negative weight")
+    return w
+
+
+@dataclass(frozen=True)
+class Weighting:
+    """One column label of the matrix: a built-in kind, or a learned method's trained part."""
+
+    label: str  # "oracle", "dlw:nn+tv"
+    method: str = ""  # the learned method's registry name ("" for the built-ins)
+    variant: str = ""
+    seed: int = -1  # training seed of a learned part
+    path: str = ""  # its checkpoint, relative to the repository root
+    oracle_informed: bool = False
+    method_cls: Any = None
+
+    def compute(self, item: dict[str, np.ndarray], part: Any = None) -> np.ndarray | None:
+        """The map for ``item`` (None for ``unweighted``: the solvers take w = None)."""
+        if self.label == "unweighted":
+            return None
+        if self.method_cls is None:
+            w = compute_weights(self.label, item["noisy"], sigma=item["sigma"], mask=item["mask"])
+        else:
+            w = self.method_cls.weights(part, _image(item["noisy"]))
+        return check_map(w, item["noisy"].shape, self.label)
+
+
+def plan_weightings(names: list[str], root: Path) -> list[Weighting]:
+    """The weightings of ``evaluate.weightings`` in order; ``<method>`` expands to every trained
+    variant and seed in ``models/<method>/``, ``<method>:<variant>`` to that variant's seeds."""
+    from pipeline.evaluate.params import split_name
+    from pipeline.methods.base import find_parts
+    from pipeline.methods.registry import get_method
+
+    out = []
+    for i, name in enumerate(names):
+        if name in BUILTIN:
+            out.append(Weighting(name, oracle_informed=BUILTIN[name]))
+            continue
+        head, variant = split_name(name, f"evaluate.weightings[{i}]")
+        cls = get_method(head)
+        parts = find_parts(root, head, [variant] if variant else None)
+        if not parts:
+            raise ValueError(f"{root / 'models' / head}: no trained {head}; run train@{head}")
+        out += [Weighting(p.label, head, p.variant, p.seed, p.path, method_cls=cls) for p in parts]
+    return out

@@ -60,6 +60,7 @@ from pipeline.schema import require
 
 __all__ = [
     "RESIDUAL_FLOOR",
+    "ROLES",
     "ADMMModel",
     "Solution",
     "State",
@@ -72,6 +73,9 @@ __all__ = [
 ]
 
 RESIDUAL_FLOOR = 1e-6
+
+# What the benchmark does with a model (VariationalModel.role).
+ROLES: tuple[str, ...] = ("target", "peer")
 
 State = dict[str, Tensor]
 
@@ -86,7 +90,10 @@ class Solution:
     dual_residual: Tensor  # (B,) relative dual residual at the end
     objective: Tensor  # (B,) objective value at x
     converged: Tensor  # (B,) bool: both residuals < tol (after min_iterations if converge=True)
-    sample_iterations: Tensor | None = None  # (B,) iterations run by each sample
+    sample_iterations: Tensor  # (B,) iterations run by each sample
+    # The final ADMM state (the model's own variables, e.g. E3DTV's factors), in the dtype the
+    # iterations ran in (ADMMModel.converge_dtype for converge=True); x is its output.
+    state: State | None = None
 
 
 def check_admm_params(params: Any, where: str) -> None:
@@ -111,11 +118,35 @@ class VariationalModel(nn.Module):
     r"""A weighted-fidelity variational denoiser ``x(w) = argmin ½ Σ w (y − x)² + R(x)``.
 
     Subclasses set ``name`` and ``Params`` (a frozen dataclass of the model's settings, the
-    reference values as defaults) and implement :meth:`regularizer` and :meth:`solve`.
+    reference values as defaults), implement :meth:`regularizer` and :meth:`solve`, and state
+    the model's facts, which the rest of the benchmark reads from the class (through
+    :data:`~pipeline.models.registry.MODELS`) instead of keeping its own lists:
+
+    ``role``
+        what the benchmark does with the model (one of :data:`ROLES`): ``"target"``, a
+        variational model evaluated with every weighting map (unweighted, oracle, handcrafted,
+        learned), or ``"peer"``, a classical robust baseline evaluated unweighted only.
+    ``strength_fields``, ``strength_inverse``
+        the fields of ``Params`` that make up the model's *main* regularisation strength (what
+        the evaluate stage tunes and ``stages.apply --strength`` multiplies,
+        :func:`~pipeline.models.strength.scaled_params`), and whether they weigh the fidelity
+        rather than :math:`R`: a multiplier :math:`m` multiplies a weight of :math:`R`
+        (``strength_inverse = False``) and divides a weight of the fidelity (``True``). Several
+        fields are scaled together; settings that are not regularisation weights (penalties,
+        tolerances, a robust fidelity's outlier threshold) are not listed and stay.
+    ``unrolled_cost``
+        relative cost of one step of the unrolled solve (``converge=False``, DLW's bilevel
+        training backpropagates through it) when the model serves as a DLW source model,
+        measured at 32×32×31, batch 4, TV = 1; ``None`` for a model that is not usable as a
+        source model. The training orders its trials by it.
     """
 
     name: ClassVar[str]
     Params: ClassVar[type]
+    role: ClassVar[str]
+    strength_fields: ClassVar[tuple[str, ...]]
+    strength_inverse: ClassVar[bool]
+    unrolled_cost: ClassVar[float | None]
 
     def __init__(self, params: Any = None) -> None:
         super().__init__()
@@ -179,7 +210,9 @@ class ADMMModel(VariationalModel):
     ``_unrolled_step(ctx, state, mu)`` one iteration of ``converge=False`` (by default
     ``_step``; the DLW source models override it with the reference's order of the updates);
     ``_residuals(ctx, new, old, mu)`` the relative primal and dual residuals ``(B,)`` of the
-    step ``old → new``; ``_output(ctx, state)`` the returned image.
+    step ``old → new``; ``_output(ctx, state)`` the returned image; ``_objective(ctx, state, x,
+    y, w)`` the reported objective (by default :meth:`objective` at the output). The final
+    state comes back as :attr:`Solution.state`.
     """
 
     # Precision of converge=True. float32 is ≈ 25 % faster (TV, LRTV, E3DTV at 32×32×31) and
@@ -207,6 +240,12 @@ class ADMMModel(VariationalModel):
 
     def _output(self, ctx: Any, state: State) -> Tensor:
         raise NotImplementedError
+
+    def _objective(self, ctx: Any, state: State, x: Tensor, y: Tensor, w: Tensor) -> Tensor:
+        """The objective a solve reports, at the output ``x = _output(ctx, state)`` (``y``, ``w``
+        in the dtype of ``ctx``): :meth:`objective` by default; a model whose objective is
+        better taken at its own variables than at ``x`` alone overrides it (E3DTV)."""
+        return self.objective(x, y, w)
 
     # Public: ADMM one step at a time (used by the tests and for diagnostics).
     def initial_state(self, y: Tensor, w: Tensor | None = None) -> tuple[Any, State]:
@@ -243,7 +282,7 @@ class ADMMModel(VariationalModel):
         x = self._output(ctx, state)
         with torch.no_grad():
             primal, dual = self._residuals(ctx, state, old, mu)
-            objective = self.objective(x, y, w)
+            objective = self._objective(ctx, state, x, y, w)
         its = torch.full((y.shape[0],), p.iterations, dtype=torch.int64, device=y.device)
         return Solution(
             x=x,
@@ -253,6 +292,7 @@ class ADMMModel(VariationalModel):
             objective=objective,
             converged=(primal < p.tol) & (dual < p.tol),
             sample_iterations=its,
+            state=state,
         )
 
     def _solve_converge(self, y: Tensor, w: Tensor) -> Solution:
@@ -293,7 +333,7 @@ class ADMMModel(VariationalModel):
                     break
         x64 = self._output(ctx, state)
         with torch.no_grad():
-            objective = self.objective(x64, y64, w64)
+            objective = self._objective(ctx, state, x64, y64, w64)
         return Solution(
             x=x64.to(dtype),
             iterations=k + 1,
@@ -302,6 +342,7 @@ class ADMMModel(VariationalModel):
             objective=objective.to(dtype),
             converged=done,
             sample_iterations=its,
+            state=state,
         )
 
 

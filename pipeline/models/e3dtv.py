@@ -46,9 +46,10 @@ what it computes.
 
 ADMM (Boyd et al. 2011) with the splitting :math:`X = Z`, :math:`D_j Z = W_j := U_j V_j^\top`,
 one penalty :math:`\mu_k = \min(\mu_0\rho^k, \mu_{\max})`, multipliers :math:`\Lambda_1,
-\Lambda_{2,j}`, output :math:`Z`. Start: :math:`X = Z = Y`, :math:`V_j` the top-:math:`r`
-right singular vectors of :math:`D_j Y` (deterministic, unlike the published random start),
-:math:`U_j = D_j Y V_j`, zero multipliers. Iteration, with :math:`P_j = D_j Z + \Lambda_{2,j}/\mu`:
+\Lambda_{2,j}`, output :math:`Z` (what LRTV shares: :mod:`pipeline.models.robust`). Start:
+:math:`X = Z = Y`, :math:`V_j` the top-:math:`r` right singular vectors of :math:`D_j Y`
+(deterministic, unlike the published random start), :math:`U_j = D_j Y V_j`, zero multipliers.
+Iteration, with :math:`P_j = D_j Z + \Lambda_{2,j}/\mu`:
 
 .. math::
     X &\leftarrow \operatorname{argmin}_X \min_S \tfrac12 \textstyle\sum w (y - X - S)^2
@@ -101,27 +102,16 @@ here), so E3DTV numbers here are those of the model, not of the published early 
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from pipeline.models import linalg
-from pipeline.models.base import (
-    ADMMModel,
-    Solution,
-    State,
-    check_admm_params,
-    penalty,
-    relative,
-    stacked_norm,
-)
+from pipeline.models.base import State, relative, stacked_norm
 from pipeline.models.differences import FiniteDifference
-from pipeline.models.neumann_solve import linear_solver
-from pipeline.models.sparse_fidelity import fidelity_step, huber_fidelity, sparse_component
+from pipeline.models.robust import RobustADMMModel, RobustContext, RobustParams
 from pipeline.schema import require
 
 __all__ = ["E3DTV", "E3DTVParams", "polar"]
@@ -134,22 +124,15 @@ _RANK_TOL = 1e-12
 
 
 @dataclass(frozen=True)
-class E3DTVParams:
-    """Settings of E3DTV; strengths in fidelity units (see the module docstring)."""
+class E3DTVParams(RobustParams):
+    """Settings of E3DTV; strengths in fidelity units (see the module docstring). ``lam``,
+    ``boundary``, the penalty schedule and the stopping rule: :class:`RobustParams`."""
 
     tau: float = 0.04  # weight of Σ_j ‖U_j‖₁
-    lam: float = 0.2  # weight of ‖S‖₁: the outlier threshold for w = 1
     rank: int = 13  # r of every gradient map (published: 13); min(r, C) is used
-    boundary: Literal["periodic", "neumann"] = "neumann"
-    mu0: float = 0.1  # initial penalty of both splittings
-    rho: float = 1.05  # penalty growth per iteration
-    iterations: int = 40  # unrolled iterations (converge=False; the published code's 40)
-    # converge=True: stop when both relative residuals < tol (after min_iterations), μ ≤ mu_max.
     # Non-convex: on 31-band cubes the dual residual decays slowly along flat directions (see the
     # module docstring), so the default tol is looser than the convex models' 1e-5.
     tol: float = 3e-3
-    min_iterations: int = 20
-    max_iterations: int = 3000
     # The bilinear constraint needs a large enough penalty: with a cap of 3 ADMM oscillated
     # (residuals stuck near 7e-3 on the tests' low-rank cubes); 10 converged there in 500–600
     # iterations to 1e-5, 30 and 100 took 2–5× longer.
@@ -157,10 +140,8 @@ class E3DTVParams:
 
     def check(self, where: str) -> None:
         require(self.tau >= 0, f"{where}.tau", self.tau, "must be ≥ 0")
-        require(self.lam > 0, f"{where}.lam", self.lam, "must be positive")
         require(self.rank >= 1, f"{where}.rank", self.rank, "must be ≥ 1")
-        require(self.mu0 > 0, f"{where}.mu0", self.mu0, "must be positive")
-        check_admm_params(self, where)
+        super().check(where)
 
 
 # -- orthogonal Procrustes -----------------------------------------------------------------------
@@ -285,39 +266,23 @@ def principal_basis(g: Tensor, r: int) -> Tensor:
 
 # -- the model ----------------------------------------------------------------------------------
 
-_capture = threading.local()  # solve() collects its context here to report the state objective
 
-
-@dataclass
-class _Context:
-    y: Tensor
-    w: Tensor
-    D: FiniteDifference
-    solve: Callable[[Tensor, float, float], Tensor]  # (μ₁ I + μ₂ DᵀD)⁻¹
-    rank: int
-    n: int
-    final: State = field(default_factory=dict)
-
-
-class E3DTV(ADMMModel):
+class E3DTV(RobustADMMModel):
     r"""Weighted E3DTV, :math:`R = \tau\sum_j \|U_j\|_1` on the subspace gradient maps, with the
     sparse term."""
 
     name: ClassVar[str] = "e3dtv"
     Params: ClassVar[type] = E3DTVParams
+    role: ClassVar[str] = "target"
+    # The weight of the coefficients' ℓ1 norm; ``lam`` is the outlier threshold of the robust
+    # fidelity, not a regulariser, and stays (as LRTV's).
+    strength_fields: ClassVar[tuple[str, ...]] = ("tau",)
+    strength_inverse: ClassVar[bool] = False
+    unrolled_cost: ClassVar[float | None] = None  # a target only, not a DLW source model
 
     def difference(self) -> FiniteDifference:
         """:math:`D = (D_b, D_v, D_h)`: differences along bands, rows and columns."""
         return FiniteDifference((-3, -2, -1), self.params.boundary)
-
-    def fidelity(self, x: Tensor, y: Tensor, w: Tensor) -> Tensor:
-        r""":math:`\min_S \tfrac12\sum w (y - x - S)^2 + \lambda\|S\|_1` (Huber), per sample."""
-        return huber_fidelity(x, y, w, self.params.lam)
-
-    def sparse(self, x: Tensor, y: Tensor, w: Tensor | None = None) -> Tensor:
-        """The sparse component :math:`S^\\star` the model attributes to outliers at ``x``."""
-        y, w = self._inputs(y, w)
-        return sparse_component(x, y, w, self.params.lam)
 
     def regularizer(self, x: Tensor) -> Tensor:
         """E3DTV of ``x`` in the principal basis of each gradient map (module docstring)."""
@@ -325,71 +290,42 @@ class E3DTV(ADMMModel):
         v = principal_basis(g, min(self.params.rank, x.shape[1]))
         return self.params.tau * (v.mT @ g).abs().flatten(1).sum(1)
 
-    def state_objective(self, ctx: _Context, state: State) -> Tensor:
+    def state_objective(self, ctx: RobustContext, state: State) -> Tensor:
         r""":math:`F_{w,\lambda}(Z) + \tau\sum_j\|U_j\|_1` at an ADMM state, per sample."""
         z = self._output(ctx, state)
         return self.fidelity(z, ctx.y, ctx.w) + self.params.tau * state["u"].abs().flatten(1).sum(1)
 
-    def solve(self, y: Tensor, w: Tensor | None = None, *, converge: bool = False) -> Solution:
-        """The :class:`~pipeline.models.base.ADMMModel` solve; ``objective`` is then taken at the
-        solver's own factors (:meth:`state_objective`), which the driver, seeing only ``x``,
-        cannot do: the solve's context is collected from :meth:`_prepare` (thread-local)."""
-        previous = getattr(_capture, "contexts", None)
-        _capture.contexts = contexts = []
-        try:
-            sol = super().solve(y, w, converge=converge)
-        finally:
-            _capture.contexts = previous
-        ctx = contexts[-1]
-        with torch.no_grad():
-            sol.objective = self.state_objective(ctx, ctx.final).to(sol.objective.dtype)
-        return sol
+    def _objective(
+        self, ctx: RobustContext, state: State, x: Tensor, y: Tensor, w: Tensor
+    ) -> Tensor:
+        """A solve reports :meth:`state_objective`, the objective at the solver's own factors;
+        :meth:`objective` of ``x`` alone takes E3DTV in the principal basis of each gradient
+        map, an upper bound (module docstring, **Objective**)."""
+        return self.state_objective(ctx, state)
 
     @staticmethod
     def _unfold(g: Tensor) -> Tensor:
         """``(B, 3, C, H, W)`` gradients → ``(B, 3, C, HW)`` matrices (bands × pixels)."""
         return g.flatten(-2)
 
-    def _prepare(self, y: Tensor, w: Tensor) -> _Context:
-        D = self.difference()
-        ctx = _Context(
-            y=y,
-            w=w,
-            D=D,
-            solve=linear_solver(D, y.shape, y.dtype, y.device),
-            rank=min(self.params.rank, y.shape[1]),
-            n=y[0].numel(),
-        )
-        contexts = getattr(_capture, "contexts", None)
-        if contexts is not None:
-            contexts.append(ctx)
-        return ctx
-
-    def _init(self, ctx: _Context) -> State:
-        dy = ctx.D(ctx.y)
+    def _init(self, ctx: RobustContext) -> State:
+        s = super()._init(ctx)
+        dy = s["dz"]
         g = self._unfold(dy)
-        v = principal_basis(g, ctx.rank)
+        v = principal_basis(g, min(self.params.rank, ctx.y.shape[1]))
         u = v.mT @ g
-        zero = torch.zeros_like(ctx.y)
         return {
-            "x": ctx.y,
-            "z": ctx.y,
-            "dz": dy,
+            **s,
             "u": u,  # (B, 3, r, HW): U_jᵀ
             "v": v,  # (B, 3, C, r)
             "wf": (v @ u).reshape(dy.shape),  # W_j = U_j V_jᵀ, in the layout of D
-            "l1": zero,
             "l2": torch.zeros_like(dy),
         }
 
-    def _mu(self, ctx: _Context, k: int) -> float:
-        p = self.params
-        return penalty(p.mu0, p.rho, k, p.mu_max)
-
-    def _step(self, ctx: _Context, s: State, mu: Any) -> State:
+    def _step(self, ctx: RobustContext, s: State, mu: Any) -> State:
         p = self.params
         D = ctx.D
-        x = fidelity_step(ctx.y, ctx.w, s["z"] - s["l1"] / mu, mu, p.lam)
+        x = self._x_update(ctx, s, mu)
         target = self._unfold(s["dz"] + s["l2"] / mu)  # P_jᵀ: (B, 3, C, HW)
         u = torch.nn.functional.softshrink(s["v"].mT @ target, p.tau / mu)
         v = polar(target @ u.mT, s["v"])
@@ -408,7 +344,9 @@ class E3DTV(ADMMModel):
             "l2": s["l2"] + mu * (dz - wf),
         }
 
-    def _residuals(self, ctx: _Context, new: State, old: State, mu: Any) -> tuple[Tensor, Tensor]:
+    def _residuals(
+        self, ctx: RobustContext, new: State, old: State, mu: Any
+    ) -> tuple[Tensor, Tensor]:
         x, z, wf, dz = new["x"], new["z"], new["wf"], new["dz"]
         primal = relative(
             stacked_norm(x - z, wf - dz),
@@ -421,7 +359,3 @@ class E3DTV(ADMMModel):
             ctx.n,
         )
         return primal, dual
-
-    def _output(self, ctx: _Context, s: State) -> Tensor:
-        ctx.final = s
-        return s["z"]

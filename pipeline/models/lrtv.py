@@ -54,7 +54,8 @@ matrix is the Euclidean norm of the image, which shrinks it towards 0 instead of
 
 ADMM (Boyd et al. 2011) with the splittings :math:`X = Z`, :math:`L = Z`, :math:`U = DZ`, one
 penalty :math:`\mu_k = \min(\mu_0\rho^k, \mu_{\max})` for all three, start :math:`X = Z = L = Y`,
-:math:`U = DY`, zero multipliers, output :math:`Z`:
+:math:`U = DY`, zero multipliers, output :math:`Z` (what E3DTV shares:
+:mod:`pipeline.models.robust`):
 
 .. math::
     X &\leftarrow \operatorname{argmin}_X \min_S \tfrac12 \textstyle\sum w (y - X - S)^2
@@ -81,26 +82,17 @@ reduces it to the singular values). Residuals (:mod:`pipeline.models.base`): :ma
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from pipeline.models import linalg
-from pipeline.models.base import (
-    ADMMModel,
-    State,
-    check_admm_params,
-    norm,
-    penalty,
-    relative,
-)
+from pipeline.models.base import State, norm, relative
 from pipeline.models.differences import FiniteDifference, spatial_difference
-from pipeline.models.neumann_solve import linear_solver
-from pipeline.models.sparse_fidelity import fidelity_step, huber_fidelity, sparse_component
+from pipeline.models.robust import RobustADMMModel, RobustContext, RobustParams
 from pipeline.models.svt import svt
 from pipeline.schema import require
 
@@ -108,21 +100,13 @@ __all__ = ["LRTV", "LRTVParams"]
 
 
 @dataclass(frozen=True)
-class LRTVParams:
-    """Settings of LRTV; strengths in fidelity units (see the module docstring)."""
+class LRTVParams(RobustParams):
+    """Settings of LRTV; strengths in fidelity units (see the module docstring). ``lam``,
+    ``boundary``, the penalty schedule and the stopping rule: :class:`RobustParams`."""
 
     nuclear: float = 0.02  # α = nuclear · (√C + √(HW)): a noise level, in [0, 1] units
     tau: float = 0.02  # weight of the spatial TV
-    lam: float = 0.2  # weight of ‖S‖₁: the outlier threshold for w = 1
     rank: int | None = None  # optional rank cap r (published code: 10 on 31 bands)
-    boundary: Literal["periodic", "neumann"] = "neumann"
-    mu0: float = 0.1  # initial penalty of all three splittings
-    rho: float = 1.05  # penalty growth per iteration
-    iterations: int = 40  # unrolled iterations (converge=False; the published code's 40)
-    # converge=True: stop when both relative residuals < tol (after min_iterations), μ ≤ mu_max.
-    tol: float = 1e-5
-    min_iterations: int = 20
-    max_iterations: int = 3000
     # The best cap grows with the strength (one penalty serves three splittings): on the val
     # cubes at ×¼, ×1, ×4 the reference strengths, w = 1 and oracle, a cap of 3 converged in
     # 70–2400 iterations; 2, 5 and 10 each hit 3000 somewhere (weak with 5 and 10, strong with 2).
@@ -131,28 +115,23 @@ class LRTVParams:
     def check(self, where: str) -> None:
         require(self.nuclear >= 0, f"{where}.nuclear", self.nuclear, "must be ≥ 0")
         require(self.tau >= 0, f"{where}.tau", self.tau, "must be ≥ 0")
-        require(self.lam > 0, f"{where}.lam", self.lam, "must be positive")
         if self.rank is not None:
             require(self.rank >= 1, f"{where}.rank", self.rank, "must be ≥ 1 (or null)")
-        require(self.mu0 > 0, f"{where}.mu0", self.mu0, "must be positive")
-        check_admm_params(self, where)
+        super().check(where)
 
 
-@dataclass
-class _Context:
-    y: Tensor
-    w: Tensor
-    D: FiniteDifference
-    solve: Callable[[Tensor, float, float], Tensor]  # (μ₁ I + μ₂ DᵀD)⁻¹
-    alpha: float
-    n: int
-
-
-class LRTV(ADMMModel):
+class LRTV(RobustADMMModel):
     r"""Weighted LRTV, :math:`R = \alpha\|X\|_* + \tau\,\mathrm{TV}(X)`, with the sparse term."""
 
     name: ClassVar[str] = "lrtv"
     Params: ClassVar[type] = LRTVParams
+    role: ClassVar[str] = "target"
+    # The nuclear and TV weights together (the two regularisers share the work, and the
+    # reference strengths were chosen as a pair, module docstring); ``lam`` is the outlier
+    # threshold of the robust fidelity, not a regulariser, and stays.
+    strength_fields: ClassVar[tuple[str, ...]] = ("nuclear", "tau")
+    strength_inverse: ClassVar[bool] = False
+    unrolled_cost: ClassVar[float | None] = None  # a target only, not a DLW source model
 
     def alpha(self, c: int, hw: int) -> float:
         r"""The nuclear weight :math:`\alpha = \texttt{nuclear}\cdot(\sqrt C + \sqrt{HW})`."""
@@ -161,50 +140,31 @@ class LRTV(ADMMModel):
     def difference(self) -> FiniteDifference:
         return spatial_difference(self.params.boundary)
 
-    def fidelity(self, x: Tensor, y: Tensor, w: Tensor) -> Tensor:
-        r""":math:`\min_S \tfrac12\sum w (y - x - S)^2 + \lambda\|S\|_1` (Huber), per sample."""
-        return huber_fidelity(x, y, w, self.params.lam)
-
-    def sparse(self, x: Tensor, y: Tensor, w: Tensor | None = None) -> Tensor:
-        """The sparse component :math:`S^\\star` the model attributes to outliers at ``x``."""
-        y, w = self._inputs(y, w)
-        return sparse_component(x, y, w, self.params.lam)
-
     def regularizer(self, x: Tensor) -> Tensor:
         b, c, h, wd = x.shape
         nuclear = torch.linalg.svdvals(x.reshape(b, c, h * wd)).sum(-1)
         tv = self.difference()(x).abs().flatten(1).sum(1)
         return self.alpha(c, h * wd) * nuclear + self.params.tau * tv
 
-    def _prepare(self, y: Tensor, w: Tensor) -> _Context:
-        _, c, h, wd = y.shape
+    def _prepare(self, y: Tensor, w: Tensor) -> RobustContext:
+        c = y.shape[1]
         if c < 2:
             raise ValueError(
                 f"lrtv needs at least 2 bands, got C = {c}: the nuclear norm of a 1 × HW "
                 "matrix is the Euclidean norm of the image (a shrinkage towards 0, not a "
                 "regulariser); use tv for one band"
             )
-        D = self.difference()
-        solve = linear_solver(D, y.shape, y.dtype, y.device)
-        return _Context(y, w, D, solve, self.alpha(c, h * wd), c * h * wd)
+        return super()._prepare(y, w)
 
-    def _init(self, ctx: _Context) -> State:
-        dy = ctx.D(ctx.y)
-        zero = torch.zeros_like(ctx.y)
+    def _init(self, ctx: RobustContext) -> State:
+        s = super()._init(ctx)
         return {
-            "x": ctx.y,
-            "z": ctx.y,
+            **s,
             "l": ctx.y,
-            "u": dy,
-            "dz": dy,
-            "l1": zero,
-            "l2": zero,
-            "l3": torch.zeros_like(dy),
+            "u": s["dz"],
+            "l2": torch.zeros_like(ctx.y),
+            "l3": torch.zeros_like(s["dz"]),
         }
-
-    def _mu(self, ctx: _Context, k: int) -> float:
-        p = self.params
-        return penalty(p.mu0, p.rho, k, p.mu_max)
 
     def _low_rank(self, m: Tensor, threshold: float) -> Tensor:
         """Singular value thresholding of each ``(C, HW)`` matrix, top ``rank`` values kept."""
@@ -225,12 +185,13 @@ class LRTV(ADMMModel):
         shrink = (vec * h.unsqueeze(-2)) @ vec.mT
         return shrink.to(m.dtype) @ m
 
-    def _step(self, ctx: _Context, s: State, mu: Any) -> State:
+    def _step(self, ctx: RobustContext, s: State, mu: Any) -> State:
         p = self.params
         D = ctx.D
         b, c, h, wd = ctx.y.shape
-        x = fidelity_step(ctx.y, ctx.w, s["z"] - s["l1"] / mu, mu, p.lam)
-        low = self._low_rank((s["z"] - s["l2"] / mu).reshape(b, c, h * wd), ctx.alpha / mu)
+        x = self._x_update(ctx, s, mu)
+        alpha = self.alpha(c, h * wd)
+        low = self._low_rank((s["z"] - s["l2"] / mu).reshape(b, c, h * wd), alpha / mu)
         low = low.reshape(ctx.y.shape)
         u = F.softshrink(s["dz"] + s["l3"] / mu, p.tau / mu)
         rhs = mu * x + s["l1"] + mu * low + s["l2"] + D.adjoint(mu * u - s["l3"])
@@ -247,7 +208,9 @@ class LRTV(ADMMModel):
             "l3": s["l3"] + mu * (dz - u),
         }
 
-    def _residuals(self, ctx: _Context, new: State, old: State, mu: Any) -> tuple[Tensor, Tensor]:
+    def _residuals(
+        self, ctx: RobustContext, new: State, old: State, mu: Any
+    ) -> tuple[Tensor, Tensor]:
         x, z, low, u, dz = new["x"], new["z"], new["l"], new["u"], new["dz"]
         primal = relative(
             _stack(x - z, low - z, u - dz),
@@ -261,9 +224,6 @@ class LRTV(ADMMModel):
             ctx.n,
         )
         return primal, dual
-
-    def _output(self, ctx: _Context, s: State) -> Tensor:
-        return s["z"]
 
 
 def _stack(*parts: Tensor) -> Tensor:

@@ -109,6 +109,12 @@ class NN(ADMMModel):
 
     name: ClassVar[str] = "nn"
     Params: ClassVar[type] = NNParams
+    role: ClassVar[str] = "target"
+    # λ = lam_factor·μ₀ weighs the *fidelity* (module docstring): the regularisation strength is
+    # 1/λ, so a strength multiplier divides lam_factor (Rui et al. 2023).
+    strength_fields: ClassVar[tuple[str, ...]] = ("lam_factor",)
+    strength_inverse: ClassVar[bool] = True
+    unrolled_cost: ClassVar[float | None] = 0.45
 
     def mu0(self, hw: int) -> float:
         r""":math:`\mu_0 = \texttt{mu0\_coef} / (\sqrt{HW}\cdot 255)`."""

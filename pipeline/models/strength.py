@@ -8,21 +8,30 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["STRENGTH_FIELDS", "reference_strengths", "scaled_params"]
+from pipeline.models.base import VariationalModel
+from pipeline.models.registry import MODELS
+
+__all__ = ["STRENGTH_FIELDS", "reference_strengths", "scaled_params", "strength_fields"]
 
 
-# The *main* regularisation strength of each model, and whether it is a weight of R (×m) or of
-# the fidelity (÷m). As in scripts/target_table.py: NN's λ = lam_factor·μ₀ weighs the fidelity
-# (its strength is 1/λ); LRTV scales its nuclear and TV weights together; the sparse weight
-# ``lam`` of LRTV and E3DTV is the outlier threshold of their robust fidelity, not a
-# regulariser, and stays.
+def strength_fields(target: str) -> tuple[tuple[str, ...], bool]:
+    """``(fields, inverse)``: the fields of ``target``'s params that make up its main
+    regularisation strength, and whether they weigh the fidelity (÷ the multiplier) rather than
+    the regulariser (×): the class's ``strength_fields`` and ``strength_inverse``
+    (:class:`~pipeline.models.base.VariationalModel`, where each model says why)."""
+    cls = _model_class(target)
+    return cls.strength_fields, cls.strength_inverse
+
+
+def _model_class(target: str) -> type[VariationalModel]:
+    if target not in MODELS:
+        raise ValueError(f"unknown target {target!r} (known: {', '.join(MODELS)})")
+    return MODELS[target][0]
+
+
+# ``strength_fields`` of every registered model, in registry order, derived from the classes.
 STRENGTH_FIELDS: dict[str, tuple[tuple[str, ...], bool]] = {
-    "tv": (("lam",), False),
-    "tvs": (("lam",), False),
-    "tv_l1": (("lam",), False),
-    "nn": (("lam_factor",), True),
-    "lrtv": (("nuclear", "tau"), False),
-    "e3dtv": (("tau",), False),
+    name: strength_fields(name) for name in MODELS
 }
 
 
@@ -42,13 +51,8 @@ def scaled_params(
     ``multiplier = 1`` gives the reference values exactly (``x * 1.0 == x`` in floating point).
     Only strengths are returned: other settings (boundaries, tolerances) are the caller's.
     """
-    from pipeline.models import MODELS
-
-    if target not in STRENGTH_FIELDS or target not in MODELS:
-        known = ", ".join(t for t in STRENGTH_FIELDS if t in MODELS)
-        raise ValueError(f"unknown target {target!r} (known: {known})")
+    fields, inverse = strength_fields(target)
     m = _check_multiplier(multiplier)
-    fields, inverse = STRENGTH_FIELDS[target]
     default = MODELS[target][1]()
     ref = {f: float((reference or {}).get(f, getattr(default, f))) for f in fields}
     return {f: ref[f] / m if inverse else ref[f] * m for f in fields}

@@ -141,6 +141,9 @@ class _TVFamily(ADMMModel):
     """ADMM for ``fidelity(X) + λ‖DZ‖₁`` s.t. ``X = Z``; see the module docstring."""
 
     Params: ClassVar[type] = TVParams
+    # λ weighs the TV term: a strength multiplier multiplies it.
+    strength_fields: ClassVar[tuple[str, ...]] = ("lam",)
+    strength_inverse: ClassVar[bool] = False
 
     def difference(self) -> FiniteDifference:
         raise NotImplementedError
@@ -243,6 +246,8 @@ class TV(_TVFamily):
 
     name: ClassVar[str] = "tv"
     Params: ClassVar[type] = TVParams
+    role: ClassVar[str] = "target"
+    unrolled_cost: ClassVar[float | None] = 1.0  # the unit (VariationalModel.unrolled_cost)
 
     def difference(self) -> FiniteDifference:
         return spatial_difference(self.params.boundary)

@@ -48,6 +48,10 @@ class TVL1(_TVFamily):
 
     name: ClassVar[str] = "tv_l1"
     Params: ClassVar[type] = TVL1Params
+    # A classical robust baseline (ℓ1 fidelity): evaluated unweighted, beside the weighted
+    # targets, not with every weighting map.
+    role: ClassVar[str] = "peer"
+    unrolled_cost: ClassVar[float | None] = 1.0
 
     def difference(self) -> FiniteDifference:
         return spatial_difference(self.params.boundary)

@@ -33,6 +33,8 @@ class TVS(_TVFamily):
 
     name: ClassVar[str] = "tvs"
     Params: ClassVar[type] = TVSParams
+    role: ClassVar[str] = "target"
+    unrolled_cost: ClassVar[float | None] = 1.1
 
     def difference(self) -> FiniteDifference:
         return spectral_difference(self.params.boundary)

@@ -16,6 +16,8 @@ from pipeline.io import read_parquet_meta, write_bytes, write_json, write_parque
 from pipeline.report.leaderboard import (
     BETTER,
     GALLERY_COLUMNS,
+    NO_WEIGHTING,
+    REFERENCE,
     check_columns,
     first_seen,
     headline,
@@ -26,11 +28,13 @@ from pipeline.report.stats import TESTS
 
 OUTS = ("leaderboard.parquet", "metrics.json", "index.html")
 TEXT_COLUMNS = (
-    "method",
     "weighting",
-    "weighting_kind",
-    "source_set",
-    "target",
+    "weighting_method",
+    "weighting_variant",
+    "restorer",
+    "restorer_method",
+    "restorer_variant",
+    "restorer_role",
     "case",
     "noise_model",
     "case_params",
@@ -42,8 +46,10 @@ TEXT_COLUMNS = (
 class ReportOptions:
     # Two-sided confidence level of every interval.
     confidence: float = 0.95
-    # Paired test against unweighted: "t" (ttest_rel) or "sign-flip" (exact, n ≤ 12; t above).
+    # Paired test against the reference: "t" (ttest_rel) or "sign-flip" (exact, n ≤ 12; t above).
     test: str = "t"
+    # The weighting every gain and paired test compares with (same case and restorer).
+    reference: str = REFERENCE
     # Gallery bands larger than this many pixels a side are block-averaged down for the page.
     gallery_max_px: int = 256
 
@@ -67,6 +73,16 @@ class ReportOptions:
             )
         if opts.test not in TESTS:
             raise ValueError(f"params.yaml: {where}.test = {opts.test!r}: use one of {list(TESTS)}")
+        if not (isinstance(opts.reference, str) and opts.reference.strip()):
+            raise ValueError(
+                f"params.yaml: {where}.reference = {opts.reference!r}: need a weighting label "
+                "(a non-empty string)"
+            )
+        if opts.reference == NO_WEIGHTING:
+            raise ValueError(
+                f"params.yaml: {where}.reference = {opts.reference!r}: that label marks restorers "
+                "that take no weighting; use a weighting (e.g. 'unweighted')"
+            )
         if not (isinstance(opts.gallery_max_px, int) and opts.gallery_max_px >= 8):
             raise ValueError(
                 f"params.yaml: {where}.gallery_max_px = {opts.gallery_max_px!r}: need an int ≥ 8"
@@ -122,6 +138,16 @@ def normalise(results: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def check_reference(results: pd.DataFrame, reference: str) -> None:
+    """A reference weighting that no row uses would leave every gain empty: an error that lists
+    the weightings there are (a table with no weighted rows needs no reference)."""
+    labels = sorted(set(results["weighting"].astype(str)) - {NO_WEIGHTING})
+    if labels and reference not in labels:
+        raise ValueError(
+            f"report.reference = {reference!r} is no weighting of the results; they hold {labels}"
+        )
+
+
 def build_report(
     results: pd.DataFrame,
     gallery: pd.DataFrame | None,
@@ -135,19 +161,21 @@ def build_report(
     options = options or ReportOptions()
     check_columns(results, "results")
     results = normalise(results)
-    lb = leaderboard(results, options.confidence, options.test)
+    reference = options.reference
+    check_reference(results, reference)
+    lb = leaderboard(results, options.confidence, options.test, reference)
     cases = first_seen(results["case"])
-    metrics = headline(lb, cases)
-    quality = weight_quality(lb)
-    var = lb[lb["method"] == "dlw"]
-    targets = list(dict.fromkeys(var["target"]))
-    baselines = list(dict.fromkeys(lb.loc[lb["method"] != "dlw", "target"]))
+    metrics = headline(lb, cases, reference)
+    quality = weight_quality(lb, reference)
+    weighted = lb["weighting"] != NO_WEIGHTING
+    restorers = first_seen(lb.loc[weighted, "restorer"])
+    plain = first_seen(lb.loc[~weighted, "restorer"])
     figures = {
-        "heatmap": charts.transfer_heatmap(lb, cases, targets),
-        "bars": charts.mpsnr_bars(lb, cases, targets, baselines),
-        "scatter": charts.auc_vs_gain(quality),
+        "heatmap": charts.transfer_heatmap(lb, cases, restorers, reference),
+        "bars": charts.mpsnr_bars(lb, cases, restorers, plain),
+        "scatter": charts.auc_vs_gain(quality, reference),
     }
-    keys = ["case", "image_id", "target", "weighting"]
+    keys = ["case", "image_id", "restorer", "weighting"]
     mpsnr = {
         tuple(k): float(v) for k, v in results.groupby(keys, sort=True)["mpsnr"].mean().items()
     }

@@ -1,4 +1,6 @@
 """The report's figures as inline PNG (base64): transfer heat map, MPSNR bars, AUC vs gain.
+Rows and groups follow the label columns, never a method's name: a learned weighting is any
+label ``<method>:<variant>`` whose ``weighting_method`` is not empty.
 
 Matplotlib (Agg) with ``metadata={"Software": None}`` writes no timestamp or version into the PNG,
 so identical tables give identical bytes (checked by the tests). Labels from the data pass
@@ -13,6 +15,8 @@ import math
 
 import numpy as np
 import pandas as pd
+
+from pipeline.report.leaderboard import NO_WEIGHTING, REFERENCE
 
 DPI = 90
 
@@ -38,59 +42,65 @@ def png_base64(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def weighting_label(weighting: str) -> str:
-    return weighting.split(":", 1)[1] if weighting.startswith("dlw:") else weighting
-
-
-def row_label(weighting: str) -> str:
-    if weighting.startswith("dlw:"):
-        return f"DLW {weighting_label(weighting)}"
+def row_label(weighting: str, method: str) -> str:
+    """A heat-map row: a learned weighting ``<method>:<variant>`` (e.g. ``dlw:nn+tv``) reads
+    ``<method> <variant>``; a built-in weighting keeps its name (the oracle marked †)."""
+    if method and weighting.startswith(f"{method}:"):
+        return f"{method} {weighting[len(method) + 1 :]}"
     return f"{weighting} †" if weighting == "oracle" else weighting
 
 
-def transfer_rows(lb: pd.DataFrame) -> list[str]:
-    """Rows of the transfer matrix: DLW source sets, then the handcrafted and oracle references."""
-    var = lb[lb["method"] == "dlw"]
-    dlw = sorted(set(var.loc[var["weighting_kind"] == "dlw", "weighting"]))
-    refs = [w for w in ("handcrafted", "oracle") if w in set(var["weighting"])]
-    return dlw + refs
+def transfer_rows(lb: pd.DataFrame, reference: str = REFERENCE) -> list[tuple[str, str]]:
+    """Rows of the transfer matrix as (weighting, its method): the learned weightings
+    (non-empty ``weighting_method``) grouped by method, then the built-in weightings other than
+    the reference (unweighted, handcrafted, oracle) for scale."""
+    var = lb[(lb["weighting"] != NO_WEIGHTING) & (lb["weighting"] != reference)]
+    method = var.groupby("weighting", sort=True)["weighting_method"].first()
+    learned = sorted(((w, m) for w, m in method.items() if m), key=lambda wm: (wm[1], wm[0]))
+    order = {"unweighted": 0, "handcrafted": 1, "oracle": 2}
+    builtin = sorted((w for w, m in method.items() if not m), key=lambda w: (order.get(w, 3), w))
+    return learned + [(w, "") for w in builtin]
 
 
-def transfer_heatmap(lb: pd.DataFrame, cases: list[str], targets: list[str]) -> str | None:
-    """Rows = source set, columns = target, colour = mean MPSNR gain over unweighted (dB),
+def transfer_heatmap(
+    lb: pd.DataFrame, cases: list[str], restorers: list[str], reference: str = REFERENCE
+) -> str | None:
+    """Rows = weighting, columns = restorer, colour = mean MPSNR gain over the reference (dB),
     one panel per case, every cell annotated; one symmetric colour scale for all panels."""
-    rows = transfer_rows(lb)
-    var = lb[lb["method"] == "dlw"]
-    if not rows or not targets:
+    rows = transfer_rows(lb, reference)
+    var = lb[lb["weighting"] != NO_WEIGHTING]
+    if not rows or not restorers:
         return None
     plt = _plt()
     grids = []
     for case in cases:
-        c = var[var["case"] == case].set_index(["weighting", "target"])["mpsnr_gain"]
+        c = var[var["case"] == case].set_index(["weighting", "restorer"])["mpsnr_gain"]
         grids.append(
-            np.array([[c.get((w, t), math.nan) for t in targets] for w in rows], dtype=np.float64)
+            np.array(
+                [[c.get((w, t), math.nan) for t in restorers] for w, _ in rows], dtype=np.float64
+            )
         )
     finite = np.concatenate([g[np.isfinite(g)] for g in grids])
     lim = max(0.1, float(np.max(np.abs(finite)))) if finite.size else 1.0
     ncols = min(3, len(cases))
     nrows = math.ceil(len(cases) / ncols)
-    w = 1.0 + 0.85 * len(targets) + 1.6
+    w = 1.0 + 0.85 * len(restorers) + 1.6
     h = 1.2 + 0.42 * len(rows)
     fig, axes = plt.subplots(
         nrows, ncols, figsize=(w * ncols, h * nrows), squeeze=False, layout="constrained"
     )
+    n_learned = sum(1 for _, m in rows if m)
     im = None
     for ax, case, grid in zip(axes.flat, cases, grids, strict=False):
         im = ax.imshow(grid, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
-        ax.set_xticks(range(len(targets)), [mpl_text(t) for t in targets], fontsize=8)
-        ax.set_yticks(range(len(rows)), [mpl_text(row_label(r)) for r in rows], fontsize=8)
+        ax.set_xticks(range(len(restorers)), [mpl_text(t) for t in restorers], fontsize=8)
+        ax.set_yticks(range(len(rows)), [mpl_text(row_label(r, m)) for r, m in rows], fontsize=8)
         ax.set_title(mpl_text(f"case {case}"), fontsize=9)
-        n_dlw = sum(1 for r in rows if r.startswith("dlw:"))
-        if 0 < n_dlw < len(rows):
-            # Separates the learned source sets from the reference weightings below them.
-            ax.axhline(n_dlw - 0.5, color="black", linewidth=1.2)
+        if 0 < n_learned < len(rows):
+            # Separates the learned weightings from the built-in ones below them.
+            ax.axhline(n_learned - 0.5, color="black", linewidth=1.2)
         for i in range(len(rows)):
-            for j in range(len(targets)):
+            for j in range(len(restorers)):
                 v = grid[i, j]
                 text = "n/a" if not math.isfinite(v) else f"{v:+.2f}"
                 colour = "white" if math.isfinite(v) and abs(v) > 0.6 * lim else "black"
@@ -99,14 +109,15 @@ def transfer_heatmap(lb: pd.DataFrame, cases: list[str], targets: list[str]) -> 
         ax.set_axis_off()
     if im is not None:
         cbar = fig.colorbar(im, ax=axes, shrink=0.9)
-        cbar.set_label("MPSNR gain over unweighted (dB)", fontsize=8)
+        cbar.set_label(mpl_text(f"MPSNR gain over {reference} (dB)"), fontsize=8)
     return png_base64(fig)
 
 
 def _colours(weightings: list[str]) -> dict[str, tuple]:
     plt = _plt()
     cmap = plt.get_cmap("tab20")
-    fixed = {"unweighted": "0.55", "handcrafted": "tab:olive", "oracle": "black", "none": "0.3"}
+    fixed = {"unweighted": "0.55", "handcrafted": "tab:olive", "oracle": "black"}
+    fixed[NO_WEIGHTING] = "0.3"
     out: dict[str, tuple] = {}
     k = 0
     for w in weightings:
@@ -119,20 +130,21 @@ def _colours(weightings: list[str]) -> dict[str, tuple]:
 
 
 def mpsnr_bars(
-    lb: pd.DataFrame, cases: list[str], targets: list[str], baselines: list[str]
+    lb: pd.DataFrame, cases: list[str], restorers: list[str], plain: list[str]
 ) -> str | None:
-    """Mean MPSNR per weighting (bars grouped by target, baselines last), one panel per case;
-    error bars are the 95 % t-intervals over images. Bars start at the case's mean noisy MPSNR
-    (dashed), so a bar's length is the gain over the noisy input."""
+    """Mean MPSNR per weighting (bars grouped by restorer; ``plain``, the restorers that take no
+    weighting, last), one panel per case; error bars are the leaderboard's t-intervals over
+    images. Bars start at the case's mean noisy MPSNR (dashed), so a bar's length is the gain
+    over the noisy input."""
     if lb.empty:
         return None
     plt = _plt()
     order = ["unweighted", "handcrafted", "oracle"]
     weightings = [w for w in order if w in set(lb["weighting"])]
-    weightings += sorted(set(lb["weighting"]) - set(order) - {"none"})
-    weightings += ["none"] if "none" in set(lb["weighting"]) else []
+    weightings += sorted(set(lb["weighting"]) - set(order) - {NO_WEIGHTING})
+    weightings += [NO_WEIGHTING] if NO_WEIGHTING in set(lb["weighting"]) else []
     colours = _colours(weightings)
-    groups = list(targets) + list(baselines)
+    groups = list(restorers) + [r for r in plain if r not in restorers]
     fig, axes = plt.subplots(
         len(cases), 1, figsize=(max(8.0, 1.1 * len(groups) + 3.5), 3.0 * len(cases)), squeeze=False
     )
@@ -143,14 +155,14 @@ def mpsnr_bars(
             floor = 0.0
         used = []
         for j, g in enumerate(groups):
-            cg = c[c["target"] == g]
+            cg = c[c["restorer"] == g]
             present = [w for w in weightings if w in set(cg["weighting"])]
             for k, w in enumerate(present):
                 r = cg[cg["weighting"] == w].iloc[0]
-                # Bars of one target share its 0.8-wide slot, whatever weightings it has.
+                # Bars of one restorer share its 0.8-wide slot, whatever weightings it has.
                 x = j - 0.4 + (k + 0.5) * 0.8 / len(present)
                 bw = 0.9 * 0.8 / len(present)
-                label = mpl_text(weighting_label(w)) if w not in used else None
+                label = mpl_text(w) if w not in used else None
                 used.append(w)
                 ax.bar(x, r.mpsnr_mean - floor, bw, bottom=floor, color=colours[w], label=label)
                 if math.isfinite(r.mpsnr_ci_low):
@@ -181,9 +193,9 @@ def mpsnr_bars(
     return png_base64(fig)
 
 
-def auc_vs_gain(quality: pd.DataFrame) -> str | None:
+def auc_vs_gain(quality: pd.DataFrame, reference: str = REFERENCE) -> str | None:
     """Weight-map quality (mean AUC of −w for corrupted pixels) against restoration quality
-    (MPSNR gain over unweighted, averaged over targets): one point per case × weighting."""
+    (MPSNR gain over the reference, averaged over restorers): one point per case × weighting."""
     q = quality.dropna(subset=["weight_auc", "mpsnr_gain"])
     if q.empty:
         return None
@@ -201,7 +213,7 @@ def auc_vs_gain(quality: pd.DataFrame) -> str | None:
             s=28,
         )
         for r in cq.itertuples():
-            label = mpl_text(weighting_label(r.weighting))
+            label = mpl_text(r.weighting)
             ax.annotate(
                 label,
                 (r.weight_auc, r.mpsnr_gain),
@@ -212,7 +224,7 @@ def auc_vs_gain(quality: pd.DataFrame) -> str | None:
     ax.axhline(0.0, color="0.5", linewidth=0.8)
     ax.axvline(0.5, color="0.5", linewidth=0.8, linestyle=":")
     ax.set_xlabel("weight-map AUC for corrupted pixels (0.5 = chance)", fontsize=8)
-    ax.set_ylabel("MPSNR gain over unweighted (dB)", fontsize=8)
+    ax.set_ylabel(mpl_text(f"MPSNR gain over {reference} (dB)"), fontsize=8)
     ax.tick_params(labelsize=8)
     ax.legend(fontsize=7, title="case", title_fontsize=7, frameon=True)
     fig.subplots_adjust(left=0.12, right=0.97, bottom=0.13, top=0.97)

@@ -1,5 +1,5 @@
 """The gallery of ``reports/gallery.parquet``: clean, noisy, weight maps and restored bands as
-inline PNG images, laid out per (case, image) with weightings as columns and targets as rows.
+inline PNG images, laid out per (case, image) with weightings as columns and restorers as rows.
 
 PNG bytes come from a minimal encoder (8-bit grey or RGB, one IDAT chunk, zlib level 9, no
 ancillary chunks), so identical arrays always give identical bytes.
@@ -102,12 +102,12 @@ def gallery_html(
     cases: list[str],
     max_px: int = 256,
 ) -> str:
-    """HTML of the gallery. ``mpsnr[(case, image_id, target, weighting)]`` (seeds averaged) and
+    """HTML of the gallery. ``mpsnr[(case, image_id, restorer, weighting)]`` (seeds averaged) and
     ``noisy[(case, image_id)]`` label the images with their whole-cube MPSNR."""
     if gallery is None or gallery.empty:
         return "<p>No gallery rows (reports/gallery.parquet is empty).</p>"
     g = gallery.copy()
-    for col in ("case", "image_id", "kind", "weighting", "target"):
+    for col in ("case", "image_id", "kind", "weighting", "restorer"):
         g[col] = g[col].astype(str)
     order = {c: i for i, c in enumerate(cases)}
     parts = []
@@ -139,7 +139,7 @@ def _strip(rows, case, image_id, mpsnr, noisy, max_px) -> str:
     weights = rows[rows["kind"] == "weight"]
     restored = rows[rows["kind"] == "restored"]
     cols = sorted(set(weights["weighting"]) | set(restored["weighting"]), key=_weighting_order)
-    targets = sorted(set(restored["target"]))
+    restorers = sorted(set(restored["restorer"]))
     out = [head, '<div class="strip">', *refs, "</div>"]
     if not cols:
         return "\n".join(out)
@@ -157,10 +157,10 @@ def _strip(rows, case, image_id, mpsnr, noisy, max_px) -> str:
             else:
                 out.append("<td></td>")
         out.append("</tr>")
-    for t in targets:
+    for t in restorers:
         out.append(f"<tr><th>restored: {esc(t)}</th>")
         for w in cols:
-            r = restored[(restored["weighting"] == w) & (restored["target"] == t)]
+            r = restored[(restored["weighting"] == w) & (restored["restorer"] == t)]
             if len(r):
                 a = band_array(r.iloc[0], max_px)
                 v = mpsnr.get((case, image_id, t, w), math.nan)

@@ -1,13 +1,14 @@
 """``reports/index.html``: one self-contained, offline page (inline CSS, a small inline table
 sorter, inline PNG images; no external resource of any kind).
 
-Every string that comes from the data (case names and parameters, image ids, targets,
-weightings, provenance, run configuration) passes through :func:`esc` (``html.escape`` with
+Every string that comes from the data (case names and parameters, image ids, restorers,
+weightings, methods, provenance, run configuration) passes through :func:`esc` (``html.escape`` with
 quotes, so attributes are safe too). The one data block inside a ``<script>`` is JSON whose
 ``<``, ``>`` and ``&`` are written as ``\\u003c``/``\\u003e``/``\\u0026``: a ``</script>`` in the
 data can never close the element, and the JSON still parses to the original strings. The page
 holds no timestamp and every mapping is written in sorted order, so the same Parquet files
-always give the same bytes.
+always give the same bytes. The layout follows the label columns of the leaderboard (weighting
+``none``, ``restorer_role``, ``weighting_method``, ``restorer_method``), never a method's name.
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ from typing import Any
 import pandas as pd
 
 from pipeline.report.gallery import esc
-from pipeline.report.leaderboard import BASELINE, BETTER, METRICS
+from pipeline.report.leaderboard import BETTER, METRICS, NO_WEIGHTING, weighting_methods
 
-TITLE = "dlw-bench: learned per-pixel weightings (DLW) for variational hyperspectral denoising"
+TITLE = (
+    "dlw-bench: learned weightings and restorers of several methods for variational image "
+    "restoration under heterogeneous noise"
+)
 ARROW = {"higher": "↑", "lower": "↓"}
 LABEL = {"mpsnr": "MPSNR", "mssim": "MSSIM", "sam": "SAM", "ergas": "ERGAS"}
 DIGITS = {"mpsnr": 2, "mssim": 4, "sam": 4, "ergas": 2}
@@ -161,11 +165,11 @@ def _mean_ci(r, m: str) -> str:
 def _gain(r, m: str = "mpsnr") -> str:
     d = DIGITS[m]
     g, lo, hi = r[f"{m}_gain"], r[f"{m}_gain_ci_low"], r[f"{m}_gain_ci_high"]
+    if r["reference"] and r["weighting"] == r["reference"]:
+        return "reference"
     if not fin(g):
+        # A restorer that takes no weighting, or one never run with the reference weighting.
         return "–"
-    if r["weighting"] == BASELINE:
-        # A baseline method (e.g. TV-L1) is its own unweighted reference: no comparison.
-        return "reference" if r["method"] == "dlw" else "–"
     ci = f" ± {fmt((hi - lo) / 2, d)}" if fin(lo) else ""
     return f"{fmt(g, d, sign=True)}{ci}"
 
@@ -190,7 +194,7 @@ LEADER_HEADERS = [
 
 def leader_row(r, name: str, ranked: bool = True) -> str:
     """One leaderboard row; ``name`` is the (unescaped) label of the first text column;
-    ``ranked=False`` (baselines, one cell per target) leaves the rank empty."""
+    ``ranked=False`` (restorers without weighting, one cell each) leaves the rank empty."""
     label = esc(name)
     title = ""
     if r["oracle_informed"]:
@@ -235,59 +239,100 @@ def leaderboard_section(lb: pd.DataFrame, cases: list[str]) -> str:
             f"<p>Noise model <code>{esc(', '.join(models))}</code>, parameters "
             f"<code>{esc(' | '.join(params))}</code>; up to n = {n_img} test images.</p>"
         )
-        var = c[c["method"] == "dlw"]
-        for target in list(dict.fromkeys(var["target"])):
-            t = var[var["target"] == target]
+        var = c[c["weighting"] != NO_WEIGHTING]
+        for restorer in list(dict.fromkeys(var["restorer"])):
+            t = var[var["restorer"] == restorer]
             out.append(
-                f"<h4>Target {esc(target)} <small class=muted>(case {esc(case)})</small></h4>"
+                f"<h4>Restorer {esc(restorer)}{_restorer_note(t.iloc[0])} "
+                f"<small class=muted>(case {esc(case)})</small></h4>"
             )
             rows = [leader_row(r, r["weighting"]) for _, r in t.iterrows()]
             out.append(table(LEADER_HEADERS, rows))
-        base = c[c["method"] != "dlw"]
-        if len(base):
-            out.append(f"<h4>Baselines <small class=muted>(case {esc(case)})</small></h4>")
-            headers = [("Method (weighting)", "l"), *LEADER_HEADERS[2:]]
+        plain = c[c["weighting"] == NO_WEIGHTING]
+        if len(plain):
+            out.append(
+                "<h4>Restorers without weighting (peer baselines, learned restorers) "
+                f"<small class=muted>(case {esc(case)})</small></h4>"
+            )
+            headers = [("Restorer (role)", "l"), *LEADER_HEADERS[2:]]
             headers.insert(0, LEADER_HEADERS[0])
             rows = [
-                leader_row(r, f"{r['target']} ({r['weighting']})", ranked=False)
-                for _, r in base.iterrows()
+                leader_row(r, f"{r['restorer']} ({_role(r)})", ranked=False)
+                for _, r in plain.iterrows()
             ]
             out.append(table(headers, rows))
         out.append("</section>")
     return "\n".join(out)
 
 
+def _role(r) -> str:
+    """``peer``, ``learned, method M`` or ``target``: a restorer's role as the page shows it."""
+    role = str(r["restorer_role"])
+    return f"{role}, method {r['restorer_method']}" if r["restorer_method"] else role
+
+
+def _restorer_note(r) -> str:
+    """Marks a learned restorer that takes weightings in its heading (escaped)."""
+    if not r["restorer_method"]:
+        return ""
+    return f" <small>(learned, method {esc(r['restorer_method'])})</small>"
+
+
 def _slug(s: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in str(s))
 
 
-def headline_section(metrics: dict) -> str:
-    headers = [
-        ("Case", "l"),
-        ("n images", ""),
-        ("Best weighting", "l"),
-        (f"its gain {ARROW['higher']} (dB)", ""),
-        ("Best DLW source set", "l"),
-        ("DLW gain (dB)", ""),
-        ("Oracle gain (dB)", ""),
-        ("MPSNR unweighted", ""),
-        ("handcrafted", ""),
-        ("oracle †", ""),
-        ("best DLW", ""),
+BUILTIN_ORDER = {"unweighted": 0, "handcrafted": 1, "oracle": 2}
+
+
+def headline_columns(lb: pd.DataFrame, reference: str) -> list[tuple[str, str, str]]:
+    """(metrics key, header, kind) of the headline table, kind ``label``, ``gain`` or ``mpsnr``:
+    the best weighting, the best variant of each method providing weightings, the gains of the
+    built-in weightings, then mean MPSNR of the reference, the built-in weightings, each method's
+    best and each restorer that takes no weighting. Taken from the leaderboard's label columns,
+    so every method in the data gets its columns."""
+    weighted = lb[lb["weighting"] != NO_WEIGHTING]
+    methods = weighting_methods(lb)
+    builtin = sorted(
+        {str(w) for w, m in zip(weighted["weighting"], weighted["weighting_method"], strict=True)
+         if not m},
+        key=lambda w: (BUILTIN_ORDER.get(w, 3), w),
+    )  # fmt: skip
+    plain = list(dict.fromkeys(lb.loc[lb["weighting"] == NO_WEIGHTING, "restorer"]))
+    cols = [
+        ("best_weighting", "Best weighting", "label"),
+        ("best_weighting_gain_db", f"its gain {ARROW['higher']} (dB)", "gain"),
     ]
+    for m in methods:
+        cols += [
+            (f"best_{m}", f"Best {m}", "label"),
+            (f"best_{m}_gain_db", f"{m} gain (dB)", "gain"),
+        ]
+    cols += [(f"{w}_gain_db", f"{_dagger(w)} gain (dB)", "gain") for w in builtin if w != reference]
+    cols.append(("mpsnr_reference", f"MPSNR {reference} (reference)", "mpsnr"))
+    cols += [(f"mpsnr_{w}", _dagger(w), "mpsnr") for w in builtin if w != reference]
+    cols += [(f"mpsnr_best_{m}", f"best {m}", "mpsnr") for m in methods]
+    cols += [(f"mpsnr_{r}", str(r), "mpsnr") for r in plain]
+    return cols
+
+
+def _dagger(weighting: str) -> str:
+    return f"{weighting} †" if weighting == "oracle" else weighting
+
+
+def headline_section(metrics: dict, lb: pd.DataFrame, reference: str) -> str:
+    cols = headline_columns(lb, reference)
+    headers = [("Case", "l"), ("n images", "")]
+    headers += [(esc(h), "l" if kind == "label" else "") for _, h, kind in cols]
     rows = []
     for case, e in metrics["cases"].items():
-        cells = [
-            td(esc(case), case, "l"),
-            td(str(e["n_images"]), float(e["n_images"])),
-            td(esc(e["best_weighting"] or "–"), e["best_weighting"] or "", "l"),
-            td(fmt(e["best_weighting_gain_db"], 2, True), _num(e["best_weighting_gain_db"])),
-            td(esc(e["best_dlw"] or "–"), e["best_dlw"] or "", "l"),
-            td(fmt(e["best_dlw_gain_db"], 2, True), _num(e["best_dlw_gain_db"])),
-            td(fmt(e["oracle_gain_db"], 2, True), _num(e["oracle_gain_db"])),
-        ]
-        for k in ("mpsnr_unweighted", "mpsnr_handcrafted", "mpsnr_oracle", "mpsnr_best_dlw"):
-            cells.append(td(fmt(e[k]), _num(e[k])))
+        cells = [td(esc(case), case, "l"), td(str(e["n_images"]), float(e["n_images"]))]
+        for key, _, kind in cols:
+            v = e.get(key)
+            if kind == "label":
+                cells.append(td(esc(v or "–"), v or "", "l"))
+            else:
+                cells.append(td(fmt(v, 2, kind == "gain"), _num(v)))
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return table(headers, rows)
 
@@ -299,8 +344,8 @@ def quality_section(q: pd.DataFrame) -> str:
         (f"Weight AUC {ARROW['higher']}", ""),
         (f"Oracle corr. {ARROW['higher']}", ""),
         (f"Mean MPSNR gain {ARROW['higher']} (dB)", ""),
-        ("min … max over targets", ""),
-        ("Targets with significant gain", ""),
+        ("min … max over restorers", ""),
+        ("Restorers with significant gain", ""),
     ]
     rows = []
     for _, r in q.iterrows():
@@ -312,7 +357,7 @@ def quality_section(q: pd.DataFrame) -> str:
             td(fmt(r["oracle_corr"], 3), _num(r["oracle_corr"])),
             td(fmt(r["mpsnr_gain"], 2, True), _num(r["mpsnr_gain"])),
             td(rng, _num(r["gain_min"])),
-            td(f"{int(r['n_significant'])} / {int(r['n_targets'])}", float(r["n_significant"])),
+            td(f"{int(r['n_significant'])} / {int(r['n_restorers'])}", float(r["n_significant"])),
         ]
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return table(headers, rows)
@@ -321,8 +366,7 @@ def quality_section(q: pd.DataFrame) -> str:
 def cell_list(cells: pd.DataFrame, value: str, label: str) -> str:
     headers = [
         ("Case", "l"),
-        ("Target", "l"),
-        ("Method", "l"),
+        ("Restorer", "l"),
         ("Weighting", "l"),
         (label, ""),
         ("Mean iterations", ""),
@@ -332,8 +376,7 @@ def cell_list(cells: pd.DataFrame, value: str, label: str) -> str:
     for _, r in cells.iterrows():
         cells_ = [
             td(esc(r["case"]), r["case"], "l"),
-            td(esc(r["target"]), r["target"], "l"),
-            td(esc(r["method"]), r["method"], "l"),
+            td(esc(r["restorer"]), r["restorer"], "l"),
             td(esc(r["weighting"]), r["weighting"], "l"),
             td(f"{100 * r[value]:.0f} %", float(r[value]), "warn"),
             td(fmt(r["iterations_mean"], 0), _num(r["iterations_mean"])),
@@ -393,7 +436,8 @@ def provenance_section(
     item("dataset hash", _unique(results, "dataset_hash"))
     runs = _unique(results, "mlflow_run_id")
     out.append(f"<dt>MLflow runs</dt><dd>{len(runs)}</dd>")
-    item("checkpoints", _unique(results, "checkpoint"), limit=40)
+    item("weighting checkpoints", _unique(results, "weighting_checkpoint"), limit=40)
+    item("restorer checkpoints", _unique(results, "restorer_checkpoint"), limit=40)
     out.append(f"<dt>schema version</dt><dd>{esc(meta.get('schema_version', '–'))}</dd>")
     label = (
         '<span class="warn">SYNTHETIC: the test images are synthetic spectral cubes</span>'
@@ -406,7 +450,8 @@ def provenance_section(
     out.append(
         f"<dt>statistics</dt><dd>{100 * conf:g} % Student t-intervals over the n images of a "
         "cell (seeds averaged per image first; NaN for n &lt; 2); gains paired over images "
-        f"against <code>unweighted</code>; paired test <code>{esc(options['test'])}</code>; "
+        f"against <code>{esc(options['reference'])}</code> (same case and restorer; none for "
+        "restorers that take no weighting); paired test <code>{esc(options['test'])}</code>; "
         "Holm correction over every comparison of one metric (family sizes "
         + ", ".join(f"{LABEL[k]} {v}" for k, v in m.items())
         + ")</dd>"
@@ -415,14 +460,14 @@ def provenance_section(
 
     out.append("<h3>n behind every interval</h3>")
     headers = [("Case", "l"), ("Cells", ""), ("Test images", ""), ("n per cell", "")]
-    headers += [("Seeds (DLW)", ""), ("Rows", "")]
+    headers += [("Seeds (learned parts)", ""), ("Rows", "")]
     rows = []
     for case in list(dict.fromkeys(lb["case"])):
         c = lb[lb["case"] == case]
         r = results[results["case"].astype(str) == case]
         ns = sorted({int(v) for v in c["n"]})
-        dlw = c[c["weighting_kind"] == "dlw"]
-        seeds = sorted({int(v) for v in dlw["n_seeds"]}) if len(dlw) else []
+        learned = c[(c["weighting_method"] != "") | (c["restorer_method"] != "")]
+        seeds = sorted({int(v) for v in learned["n_seeds"]})
         cells = [
             td(esc(case), case, "l"),
             td(str(len(c)), float(len(c))),
@@ -472,9 +517,17 @@ def page(
     cases = list(dict.fromkeys(lb["case"]))
     synthetic = bool(results["synthetic"].astype(bool).any())
     n_syn = int(results["synthetic"].astype(bool).sum())
-    targets = list(dict.fromkeys(lb.loc[lb["method"] == "dlw", "target"]))
-    baselines = list(dict.fromkeys(lb.loc[lb["method"] != "dlw", "target"]))
-    sets = sorted({s for s in lb.loc[lb["weighting_kind"] == "dlw", "source_set"]})
+    reference = str(options["reference"])
+    weighted = lb[lb["weighting"] != NO_WEIGHTING]
+    restorers = list(dict.fromkeys(weighted["restorer"]))
+    learned_restorers = list(dict.fromkeys(lb.loc[lb["restorer_method"] != "", "restorer"]))
+    peers = list(dict.fromkeys(lb.loc[lb["restorer_role"] == "peer", "restorer"]))
+    by_method: dict[str, list[str]] = {m: [] for m in weighting_methods(lb)}
+    pairs = weighted[["weighting_method", "weighting_variant", "weighting"]].drop_duplicates()
+    for m, v, w in sorted(pairs.itertuples(index=False)):
+        if m:
+            by_method[m].append(v or w)
+    learned_weightings = "; ".join(f"{m}: {', '.join(ws)}" for m, ws in by_method.items())
     h: list[str] = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -492,20 +545,24 @@ def page(
             "published CAVE/ICVL results.</div>"
         )
     h.append(
-        "<p>DLW (Rui et al., arXiv 2301.06081) learns a per-pixel weight map <i>W</i> for the "
-        "data-fidelity term ½ Σ<sub>i</sub> w<sub>i</sub>(y<sub>i</sub> − x<sub>i</sub>)² of "
-        "classical variational denoisers, trained by bilevel optimisation over a set of "
-        "<i>source</i> models, then frozen and plugged into <i>target</i> models and noise "
-        "cases it never saw. Each weighting (unweighted w = 1, a handcrafted map, the oracle "
-        "1/σ² with corrupted pixels at 0, and DLW nets trained on each source set) is scored "
-        "on the test images of every noise case with every target model, each target's "
-        "regularisation strength tuned on val per (target, case, weighting). Baselines "
-        "(BM3D/BM4D given the true σ, TV-L1) are listed apart.</p>"
+        "<p>The benchmark compares the learned parts of several methods for variational "
+        "restoration under heterogeneous noise. A <i>weighting</i> is a per-pixel weight map "
+        "<i>W</i> for the data-fidelity term ½ Σ<sub>i</sub> w<sub>i</sub>(y<sub>i</sub> − "
+        "x<sub>i</sub>)²: the built-in ones (unweighted w = 1, a handcrafted map, the oracle "
+        "1/σ² with corrupted pixels at 0) and the learned weightings of each method "
+        "(<code>method:variant</code>), trained once and then frozen. A <i>restorer</i> turns the "
+        "noisy image (and a weighting, if it takes one) into the estimate: classical variational "
+        "models and learned restorers. Every weighting is scored with every restorer that takes "
+        "a weighting, on the test images of every noise case, each classical model's "
+        "regularisation strength tuned on val per (restorer, case, weighting). Peer baselines "
+        "and learned restorers that take no weighting are listed apart.</p>"
     )
     h.append(
-        f"<p>{len(cases)} case(s): {esc(', '.join(cases))}. Targets: "
-        f"{esc(', '.join(targets)) or '–'}; baselines: {esc(', '.join(baselines)) or '–'}; "
-        f"DLW source sets: {esc(', '.join(sets)) or '–'}. "
+        f"<p>{len(cases)} case(s): {esc(', '.join(cases))}. Restorers taking a weighting: "
+        f"{esc(', '.join(restorers)) or '–'}; learned restorers: "
+        f"{esc(', '.join(learned_restorers)) or '–'}; peer baselines: "
+        f"{esc(', '.join(peers)) or '–'}; learned weightings: {esc(learned_weightings) or '–'}. "
+        f"Gains are paired differences from the <code>{esc(reference)}</code> weighting. "
         f"{100 * float(options['confidence']):g} % confidence intervals over images "
         "(n in every row); † marks oracle-informed rows; ↑/↓: higher/lower is better.</p>"
     )
@@ -516,23 +573,24 @@ def page(
         '<a href="#convergence">Convergence</a><a href="#provenance">Provenance</a></nav>'
         "</header><main>"
     )
-    h.append('<h2 id="headline">Headline (averaged over variational targets)</h2>')
-    h.append(headline_section(metrics))
-    h.append('<h2 id="leaderboard">Leaderboard per case and target</h2>')
+    h.append('<h2 id="headline">Headline (averaged over the restorers taking a weighting)</h2>')
+    h.append(headline_section(metrics, lb, reference))
+    h.append('<h2 id="leaderboard">Leaderboard per case and restorer</h2>')
     h.append(
         "<p>Click a column header to sort. Gain: paired mean difference of MPSNR from "
-        "<code>unweighted</code> on the same images, ± its CI half-width; p: paired test, "
+        f"<code>{esc(reference)}</code> on the same images, ± its CI half-width; p: paired test, "
         "Holm-adjusted over all MPSNR comparisons (bold: &lt; 0.05). Seed SD: spread over "
         "training seeds of the image-mean MPSNR.</p>"
     )
     h.append(leaderboard_section(lb, cases))
-    h.append('<h2 id="transfer">Transfer: source set × target</h2>')
+    h.append('<h2 id="transfer">Transfer: weighting × restorer</h2>')
     h.append(
         chart(
             charts.get("heatmap"),
             "transfer heat map",
-            "Mean MPSNR gain over unweighted (dB) of each DLW source set (rows; handcrafted and "
-            "oracle below the line for reference) on each target model (columns), per case.",
+            f"Mean MPSNR gain over {reference} (dB) of each learned weighting (rows, grouped by "
+            "method; the built-in weightings below the line for scale) with each restorer "
+            "(columns), per case.",
         )
     )
     h.append('<h2 id="bars">MPSNR per weighting</h2>')
@@ -540,7 +598,8 @@ def page(
         chart(
             charts.get("bars"),
             "MPSNR bar charts",
-            "Mean MPSNR per weighting and target with 95 % t-interval error bars over images "
+            "Mean MPSNR per weighting and restorer with "
+            f"{100 * float(options['confidence']):g} % t-interval error bars over images "
             "(no bar when n < 2); bars start at the case's mean noisy MPSNR.",
         )
     )
@@ -548,7 +607,7 @@ def page(
     h.append(
         "<p>AUC of −w for detecting corrupted pixels (1: corrupted pixels get the lowest "
         "weights; 0.5: chance; undefined for cases without corrupted pixels) and correlation "
-        "with the oracle map, against the MPSNR gain averaged over targets.</p>"
+        "with the oracle map, against the MPSNR gain averaged over restorers.</p>"
     )
     h.append(quality_section(quality))
     h.append(chart(charts.get("scatter"), "AUC vs gain", "Weight-map AUC vs mean MPSNR gain."))

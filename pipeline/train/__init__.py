@@ -1,19 +1,16 @@
-"""DLW bilevel training (docs/science.md) and its Ray Tune driver (docs/architecture.md).
+"""The one Ray Tune runner of every learned method (docs/architecture.md).
 
 =====================  ======================================================================
 module                 purpose
 =====================  ======================================================================
-``params``             the ``train`` section of params.yaml (no torch import)
-``data``               training batches drawn on the fly, the fixed validation set
-``bilevel``            upper loss, one bilevel step, validation MPSNR (pure torch)
-``trainer``            a trial's state: net, optimiser, schedule, history; one epoch at a time
-``checkpoint``         ``torch.load(weights_only=True)`` checkpoints with clear errors
+``data``               clean tiles, the dataset hash, random patches, noisy batches
 ``trainable``          the Ray Tune function trainable (report + checkpoint per epoch)
 ``callback``           the driver-side MLflow logger (one run per trial, reused on resume)
-``driver``             Ray set-up, experiment naming, fit or resume, results per trial
-``outputs``            ``models/dlw``, ``reports/train_metrics.json``, training curves
-``figure``             the picture of a predicted weight map
+``runner``             Ray set-up, experiment naming, fit or resume, results per trial
+``outputs``            ``models/<method>``, ``reports/train/<method>/``, figures in MLflow
 =====================  ======================================================================
 
-Only ``params`` is imported by :mod:`pipeline.config`; the rest import torch, Ray or MLflow.
+No method's name appears here: a method is a :class:`pipeline.methods.base.Method` from
+:mod:`pipeline.methods.registry`. Importing these modules imports torch, Ray or MLflow only
+inside the functions that need them (``callback`` imports Ray).
 """

@@ -21,19 +21,19 @@ from typing import Any
 
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 
-__all__ = ["DLWMlflowCallback"]
+__all__ = ["MlflowCallback", "progress_callback"]
 
 # Ray bookkeeping that is not a metric of the trial.
 NOT_METRICS = {"pid", "timestamp", "done", "time_since_restore", "iterations_since_restore"}
 
 
-class DLWMlflowCallback(MLflowLoggerCallback):
+class MlflowCallback(MLflowLoggerCallback):
     def __init__(self, tracking_uri: str, experiment_name: str, ray_experiment: str, **tags: str):
         super().__init__(
             tracking_uri=tracking_uri,
             experiment_name=experiment_name,
             tags={"ray_experiment": ray_experiment, **tags},
-            save_artifact=False,  # the trial's picture is logged by the driver after fit
+            save_artifact=False,  # a trial's picture is logged by the driver after fit
         )
         self.ray_experiment = ray_experiment
 
@@ -126,8 +126,9 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def progress_callback():
-    """A Tune callback logging one line per trial report (instead of Tune's tables)."""
+def progress_callback(method):
+    """A Tune callback logging one line per trial report (instead of Tune's tables), with the
+    method's own metrics (:meth:`pipeline.methods.base.Method.progress`)."""
     import logging
 
     from ray.tune import Callback
@@ -138,31 +139,19 @@ def progress_callback():
         def on_trial_result(self, iteration, trials, trial, result, **info):
             c = trial.config
             log.info(
-                "%s seed %s  epoch %s/%s  loss %.5f  val MPSNR %.2f dB  w ratio %.2f  (%.1f s)",
-                c.get("source_set"),
+                "%s seed %s  epoch %s/%s  %s  (%.1f s)",
+                c.get("variant"),
                 c.get("seed_index"),
                 result.get("epoch"),
                 c.get("epochs"),
-                result.get("train_loss", float("nan")),
-                result.get("val_mpsnr", float("nan")),
-                result.get("val_weight_ratio", float("nan")),
+                method.progress(result),
                 result.get("time_this_iter_s", float("nan")),
             )
-            if result.get("lr_retries"):
-                log.warning(
-                    "%s seed %s  epoch %s collapsed below the unweighted models on val: "
-                    "redone %d× with half the learning rate (now %.2g)",
-                    c.get("source_set"),
-                    c.get("seed_index"),
-                    result.get("epoch"),
-                    result["lr_retries"],
-                    result.get("lr", float("nan")),
-                )
 
         def on_trial_error(self, iteration, trials, trial, **info):
             log.warning(
-                "%s seed %s: trial %s failed (retried up to train.max_failures)",
-                trial.config.get("source_set"),
+                "%s seed %s: trial %s failed (retried up to its max_failures)",
+                trial.config.get("variant"),
                 trial.config.get("seed_index"),
                 trial.trial_id,
             )

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["WEIGHT_FLOOR", "DLWNet", "normalise_weights"]
+__all__ = ["WEIGHT_FLOOR", "DLWNet", "load_dlwnet", "normalise_weights"]
 
 WEIGHT_FLOOR = 1e-4
 
@@ -93,3 +93,15 @@ class DLWNet(nn.Module):
         for spatial, spectral in zip(self.spatial, self.spectral, strict=True):
             z = F.relu(spectral(F.relu(spatial(z))))
         return self.head(z)[:, 0]
+
+
+def load_dlwnet(path, map_location: str | torch.device = "cpu") -> DLWNet:
+    """A :class:`DLWNet` from ``models/dlw/<set>/seed-<k>.pt`` (a state dict) or from a training
+    checkpoint (its ``state_dict`` entry), in eval mode; ``torch.load(weights_only=True)``."""
+    from pipeline.checkpoint import state_dict_of
+
+    state = state_dict_of(path, map_location)
+    try:
+        return DLWNet.from_state_dict(state).eval()
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None

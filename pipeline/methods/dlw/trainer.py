@@ -14,9 +14,9 @@ half the learning rate, up to :data:`MAX_RETRIES` times; ``lr_retries`` in the h
 them. The decision uses the validation set only (never test images) and is deterministic.
 
 The net a trial hands on is the one of its best epoch on the validation set (``best``: epoch,
-``val_mpsnr`` and weights, kept in the checkpoint so that a resumed trial keeps it too): the
-validation set exists to select checkpoints, and a short, fast CPU schedule can end below an
-earlier epoch.
+``val_score`` — the val MPSNR — and weights, kept in the checkpoint so that a resumed trial keeps
+it too): the validation set exists to select checkpoints, and a short, fast CPU schedule can end
+below an earlier epoch.
 """
 
 from __future__ import annotations
@@ -28,11 +28,12 @@ import numpy as np
 import torch
 
 from pipeline.degrade.registry import Case
+from pipeline.methods.dlw.bilevel import bilevel_step, score
+from pipeline.methods.dlw.data import draw_batch
+from pipeline.methods.dlw.net import DLWNet
 from pipeline.models.registry import build_model
-from pipeline.nets.dlwnet import DLWNet
 from pipeline.seeding import rng_for
-from pipeline.train.bilevel import bilevel_step, score
-from pipeline.train.data import Batch, draw_batch
+from pipeline.train.data import Batch
 
 __all__ = ["COLLAPSE_MARGIN_DB", "MAX_RETRIES", "Trainer", "TrialSpec", "init_net"]
 
@@ -63,8 +64,12 @@ class TrialSpec:
 
     @classmethod
     def from_config(cls, config: dict[str, Any], **extra: Any) -> TrialSpec:
+        """From a trial's Tune config (its ``variant`` is the source set)."""
         known = set(cls.__dataclass_fields__)
-        values = {k: v for k, v in {**config, **extra}.items() if k in known}
+        merged = {**config, **extra}
+        if "variant" in merged:
+            merged["source_set"] = merged.pop("variant")
+        values = {k: v for k, v in merged.items() if k in known}
         values["val_models"] = tuple(values.get("val_models", cls.val_models))
         return cls(**values)
 
@@ -168,12 +173,13 @@ class Trainer:
             "train_loss": float(np.mean(losses)),
             **metrics,
             "lr_retries": retries,
+            "val_score": metrics["val_mpsnr"],  # the runner's selection score
         }
         self.history.append(record)
-        if self.best is None or record["val_mpsnr"] > self.best["val_mpsnr"]:
+        if self.best is None or record["val_score"] > self.best["val_score"]:
             self.best = {
                 "epoch": self.epoch,
-                "val_mpsnr": float(record["val_mpsnr"]),
+                "val_score": float(record["val_score"]),
                 "state_dict": {
                     k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()
                 },

@@ -16,7 +16,7 @@ import torch
 
 from pipeline.io import write_bytes
 
-__all__ = ["load_checkpoint", "load_dlwnet", "save_checkpoint"]
+__all__ = ["load_checkpoint", "save_checkpoint", "state_dict_of"]
 
 
 def save_checkpoint(path: str | os.PathLike, obj: Any) -> None:
@@ -39,16 +39,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise ValueError(f"{path}: not a readable checkpoint ({reason})") from exc
 
 
-def load_dlwnet(path: str | os.PathLike, map_location: str | torch.device = "cpu"):
-    """A :class:`~pipeline.nets.dlwnet.DLWNet` from ``models/dlw/<set>/seed-<k>.pt`` (a state
-    dict) or from a training checkpoint (its ``state_dict`` entry), in eval mode."""
-    from pipeline.nets.dlwnet import DLWNet
-
+def state_dict_of(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """The weights in ``path``: a state dict (``models/<method>/<variant>/seed-<k>.pt``) or a
+    training checkpoint (its ``state_dict`` entry); anything else is a :class:`ValueError`."""
     obj = load_checkpoint(path, map_location)
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if not isinstance(state, dict):
-        raise ValueError(f"{path}: not a DLWNet checkpoint (holds {type(obj).__name__})")
-    try:
-        return DLWNet.from_state_dict(state).eval()
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
+        raise ValueError(f"{path}: not a checkpoint of weights (holds {type(obj).__name__})")
+    return state

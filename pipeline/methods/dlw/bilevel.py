@@ -22,8 +22,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
+from pipeline.methods.dlw.net import DLWNet
 from pipeline.models.base import VariationalModel
-from pipeline.nets.dlwnet import DLWNet
 
 __all__ = ["batch_mpsnr", "bilevel_step", "score", "upper_loss"]
 

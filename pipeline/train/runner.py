@@ -1,14 +1,16 @@
-"""The Ray Tune driver of DLW training.
+"""The one Ray Tune runner of every learned method (docs/architecture.md).
 
-Trials are the grid ``source sets × seeds × searched hyper-parameters`` (``tune.grid_search``),
-optionally pruned by ASHA, each with ``train.cpu``/``train.gpu`` resources. The experiment lives
-in ``<repo>/runs/ray/<name>``, ``name = "dlw-" + hash(train params, seed, dataset hash, training
-code, MLflow store)``. Rerunning the stage after an interruption restores it (``Tuner.restore``:
+Trials are the grid ``variants × seeds × searched hyper-parameters`` of a method
+(:class:`pipeline.methods.base.Method`; ``tune.grid_search``), optionally pruned by ASHA on
+``val_score``, each with the ``cpu``/``gpu`` resources of the method's section. The experiment
+lives in ``<repo>/runs/ray/<name>``, ``name = "<method>-" + hash(the method's params, seed,
+dataset hash, training code, MLflow store)``. Rerunning the stage after an interruption restores
+it (``Tuner.restore``:
 finished trials are kept, unfinished ones continue from their last checkpoint, errored ones
 resume), while any change of params, data or code starts a new one, so a resume never continues
 a stale experiment. Ray is local unless ``ray.address`` or ``$RAY_ADDRESS`` names a cluster
-(:func:`pipeline.compute.ray_session`, which refuses ``train.cpu``/``train.gpu`` requests no node
-can meet instead of waiting forever); MLflow logging is driver-side
+(:func:`pipeline.compute.ray_session`, which refuses ``cpu``/``gpu`` requests no node can meet
+instead of waiting forever); MLflow logging is driver-side
 (:mod:`pipeline.train.callback`) and optional: an unreachable server is one warning, and the
 trials, checkpoints and outputs do not depend on it.
 """
@@ -24,8 +26,8 @@ from typing import Any
 
 from pipeline.compute import ray_session
 from pipeline.io import json_sha256
+from pipeline.methods.base import SCORE, Method
 from pipeline.schema import to_plain
-from pipeline.train.params import SEARCHABLE, TrainParams
 
 __all__ = [
     "TrainingError",
@@ -38,18 +40,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 # The code whose changes alter trained weights: part of the experiment name, so an edited
-# trainer never resumes an experiment started by the old one.
+# trainer never resumes an experiment started by the old one. Besides these, the method's own
+# package and what it lists in ``Method.code``.
 PACKAGE = Path(__file__).resolve().parents[1]
-TRAINING_CODE = (
-    "nets",
-    "models",
-    "degrade",
-    "seeding.py",
-    "train/bilevel.py",
-    "train/data.py",
-    "train/trainer.py",
-    "train/trainable.py",
-)
+TRAINING_CODE = ("methods/base.py", "methods/params.py", "train/data.py", "train/trainable.py")
 
 
 class TrainingError(RuntimeError):
@@ -61,7 +55,7 @@ class TrialOutcome:
     """One finished trial: its config, metrics, the weights of its best epoch on val, and where
     it is recorded."""
 
-    source_set: str
+    variant: str
     seed_index: int
     config: dict[str, Any]
     trial_id: str
@@ -70,6 +64,7 @@ class TrialOutcome:
     history: list[dict[str, float]]
     best_epoch: int = 0  # 0: the last epoch (history[-1])
     mlflow_run_id: str | None = None
+    searchable: tuple[str, ...] = ()  # the method's searchable hyper-parameters
 
     @property
     def selected(self) -> dict[str, float]:
@@ -79,11 +74,12 @@ class TrialOutcome:
     @property
     def hyper(self) -> dict[str, Any]:
         """The values of the searchable hyper-parameters this trial used."""
-        return {k: self.config[k] for k in SEARCHABLE if k in self.config}
+        return {k: self.config[k] for k in self.searchable if k in self.config}
 
 
 @dataclass
 class TrainingRun:
+    method: Method
     experiment: str
     path: Path
     resumed: bool
@@ -95,9 +91,18 @@ class TrainingRun:
     tracker: Any = None
 
 
-def code_hash() -> str:
+def code_hash(method: type[Method]) -> str:
+    import inspect
+
+    own = Path(inspect.getfile(method)).resolve()
+    # A package's folder (methods/dlw), or a one-file method's file.
+    own = own.parent if own.name == "__init__.py" else own
+    entries = [*TRAINING_CODE, *method.code]
     h = hashlib.sha256()
-    for entry in TRAINING_CODE:
+    for f in sorted(own.rglob("*.py")) if own.is_dir() else [own]:
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    for entry in entries:
         root = PACKAGE / entry
         files = sorted(root.rglob("*.py")) if root.is_dir() else [root]
         for f in files:
@@ -106,44 +111,46 @@ def code_hash() -> str:
     return h.hexdigest()
 
 
-def experiment_name(train: TrainParams, seed: int, dataset_hash: str, store: str = "") -> str:
-    """``dlw-<12 hex>`` from the train params, the global seed, the data, the training code and
-    the MLflow store (``store``): a restored experiment keeps logging where it started, so a
-    different store must not resume it."""
+def experiment_name(method: Method, seed: int, dataset_hash: str, store: str = "") -> str:
+    """``<method>-<12 hex>`` from the method's params, the global seed, the data, the training
+    code and the MLflow store (``store``): a restored experiment keeps logging where it started,
+    so a different store must not resume it."""
     key = {
-        "train": to_plain(train),
+        "method": method.name,
+        "params": to_plain(method.params),
         "seed": seed,
         "data": dataset_hash,
-        "code": code_hash(),
+        "code": code_hash(type(method)),
         "store": store,
     }
-    return "dlw-" + json_sha256(key)[:12]
+    return f"{method.name}-" + json_sha256(key)[:12]
 
 
-def param_space(train: TrainParams) -> dict[str, Any]:
-    """The Tune config of every trial: grids over source sets, seeds and searched values; the
-    other hyper-parameters as constants (so each MLflow run records all of them)."""
+def param_space(method: Method) -> dict[str, Any]:
+    """The Tune config of every trial: grids over variants, seeds and searched values; the other
+    hyper-parameters and the method's constants as values (so each MLflow run records all)."""
     from ray import tune
 
+    p = method.params
     space: dict[str, Any] = {
-        "source_set": tune.grid_search(train.sets()),
-        "seed_index": tune.grid_search(list(train.seeds)),
+        "variant": tune.grid_search(method.variants()),
+        "seed_index": tune.grid_search(list(p.seeds)),
     }
-    grid = train.search_grid()
-    for name in SEARCHABLE:
-        space[name] = tune.grid_search(grid[name]) if name in grid else getattr(train, name)
-    space["augment"] = train.augment
-    space["noise"] = train.noise.to_param()
+    grid = p.search_grid()
+    for name, value in p.constants().items():
+        space[name] = tune.grid_search(grid[name]) if name in grid else value
+    space.update(method.trial_config())
     return space
 
 
 def trial_dirname(trial) -> str:
     """Short, readable trial folders: ``nn+tv-seed0-<trial id>``."""
     c = trial.config
-    return f"{c.get('source_set', 'trial')}-seed{c.get('seed_index', 0)}-{trial.trial_id}"
+    return f"{c.get('variant', 'trial')}-seed{c.get('seed_index', 0)}-{trial.trial_id}"
 
 
 def run_training(
+    method: Method,
     params,
     root: str | os.PathLike,
     *,
@@ -151,10 +158,11 @@ def run_training(
     storage: str | os.PathLike | None = None,
     callbacks: list | tuple = (),
 ) -> TrainingRun:
-    """Fit (or resume) the experiment of ``params.train`` on ``<root>/data/clean``; returns every
-    trial's outcome with its MLflow run id. Raises :class:`TrainingError` if a trial failed or
-    the run was interrupted (rerun to resume). ``callbacks`` are extra Tune callbacks of a new
-    experiment (a restored one keeps the callbacks it was started with)."""
+    """Fit (or resume) the experiment of ``method`` (its params section parsed) on
+    ``<root>/data/clean``, with the shared sections of ``params`` (seed, device, tracking, ray);
+    returns every trial's outcome with its MLflow run id. Raises :class:`TrainingError` if a trial
+    failed or the run was interrupted (rerun to resume). ``callbacks`` are extra Tune callbacks of
+    a new experiment (a restored one keeps the callbacks it was started with)."""
     from ray import tune
 
     from pipeline.compute import check_device
@@ -164,21 +172,22 @@ def run_training(
         ensure_experiment,
         resolve_tracking_uri,
     )
-    from pipeline.train.callback import DLWMlflowCallback, progress_callback
+    from pipeline.train.callback import MlflowCallback, progress_callback
     from pipeline.train.data import dataset_hash
-    from pipeline.train.trainable import train_dlw
+    from pipeline.train.trainable import train_trial
 
     disable_telemetry()
-    train: TrainParams = params.train
+    p = method.params
+    where = f"train.{method.name}"
     root = Path(root).resolve()
     data_dir = Path(data_dir or root / "data" / "clean").resolve()
     storage = Path(storage or root / "runs" / "ray").resolve()
     dhash = dataset_hash(data_dir)
-    if params.device == "cuda" and train.gpu <= 0:
-        raise ValueError("device = cuda needs train.gpu > 0 (GPUs per trial)")
+    if params.device == "cuda" and p.gpu <= 0:
+        raise ValueError(f"device = cuda needs {where}.gpu > 0 (GPUs per trial)")
     check_device(params.device, cluster=bool(params.ray.address or os.environ.get("RAY_ADDRESS")))
     uri = resolve_tracking_uri(params.tracking.uri, root)
-    name = experiment_name(train, params.seed, dhash, f"{uri}#{params.tracking.experiment}")
+    name = experiment_name(method, params.seed, dhash, f"{uri}#{params.tracking.experiment}")
     tracker = Tracker(uri)
     mlflow_experiment = ""
     if tracker.check():
@@ -186,19 +195,18 @@ def run_training(
             ensure_experiment, uri, params.tracking.experiment, root, default=""
         )
     context = {
+        "method": type(method),  # pickled by reference: the worker imports its module
+        "params": to_plain(p),
         "seed": params.seed,
         "data_dir": str(data_dir),
-        "val_models": list(train.source_models),
-        "val_patches": train.val_patches,
-        "val_patch_size": train.patch_size,
         "device": params.device,
-        "threads": max(1, int(train.cpu)),
+        "threads": max(1, int(p.cpu)),
     }
     trainable = tune.with_resources(
-        tune.with_parameters(train_dlw, context=context), {"cpu": train.cpu, "gpu": train.gpu}
+        tune.with_parameters(train_trial, context=context), {"cpu": p.cpu, "gpu": p.gpu}
     )
     path = storage / name
-    needs = {"train.cpu": ("CPU", train.cpu), "train.gpu": ("GPU", train.gpu)}
+    needs = {f"{where}.cpu": ("CPU", p.cpu), f"{where}.gpu": ("GPU", p.gpu)}
     with ray_session(params.ray.address, params.ray.num_cpus, needs):
         resumed = tune.Tuner.can_restore(str(path))
         if resumed:
@@ -210,45 +218,49 @@ def run_training(
             log.info("starting experiment %s (%s)", name, path)
             tuner = tune.Tuner(
                 trainable,
-                param_space=param_space(train),
-                tune_config=_tune_config(train),
+                param_space=param_space(method),
+                tune_config=_tune_config(p),
                 run_config=tune.RunConfig(
                     name=name,
                     storage_path=str(storage),
-                    failure_config=tune.FailureConfig(max_failures=train.max_failures),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=train.keep_checkpoints),
+                    failure_config=tune.FailureConfig(max_failures=p.max_failures),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=p.keep_checkpoints),
                     callbacks=[
-                        DLWMlflowCallback(
-                            uri, params.tracking.experiment, name, dataset_hash=dhash
+                        MlflowCallback(
+                            uri,
+                            params.tracking.experiment,
+                            name,
+                            dataset_hash=dhash,
+                            method=method.name,
                         ),
-                        progress_callback(),
+                        progress_callback(method),
                         *callbacks,
                     ],
                     verbose=0,
                 ),
             )
         grid = tuner.fit()
-    run = TrainingRun(name, path, resumed, dhash, uri, mlflow_experiment, tracker=tracker)
-    run.outcomes = collect(grid, train, run)
+    run = TrainingRun(method, name, path, resumed, dhash, uri, mlflow_experiment, tracker=tracker)
+    run.outcomes = collect(grid, run)
     return run
 
 
-def _tune_config(train: TrainParams):
+def _tune_config(p):
     from ray import tune
 
     scheduler = None
-    if train.scheduler.name == "asha":
+    if p.scheduler.name == "asha":
         from ray.tune.schedulers import ASHAScheduler
 
-        max_t = max([train.epochs, *train.search_grid().get("epochs", [])])
+        max_t = max([p.epochs, *p.search_grid().get("epochs", [])])
         scheduler = ASHAScheduler(
             time_attr="training_iteration",
             max_t=max_t,
-            grace_period=train.scheduler.grace_period,
-            reduction_factor=train.scheduler.reduction_factor,
+            grace_period=p.scheduler.grace_period,
+            reduction_factor=p.scheduler.reduction_factor,
         )
     return tune.TuneConfig(
-        metric="val_mpsnr",
+        metric=SCORE,
         mode="max",
         scheduler=scheduler,
         # Trials hold equal resources: a finished trial's worker, torch already imported,
@@ -258,18 +270,19 @@ def _tune_config(train: TrainParams):
     )
 
 
-def collect(grid, train: TrainParams, run: TrainingRun) -> list[TrialOutcome]:
+def collect(grid, run: TrainingRun) -> list[TrialOutcome]:
     """Every trial's final checkpoint and metrics; failures and unfinished trials raise."""
+    from pipeline.checkpoint import load_checkpoint
     from pipeline.tracking import find_runs
-    from pipeline.train.checkpoint import load_checkpoint
     from pipeline.train.trainable import CHECKPOINT_FILE
 
+    p = run.method.params
     failed, unfinished, outcomes = [], [], []
     for result in grid:
         config = result.config or {}
         label = (
-            f"{config['source_set']}/seed-{config['seed_index']}"
-            if "source_set" in config
+            f"{config['variant']}/seed-{config['seed_index']}"
+            if "variant" in config
             else Path(result.path).name
         )
         if result.error is not None:
@@ -282,10 +295,10 @@ def collect(grid, train: TrainParams, run: TrainingRun) -> list[TrialOutcome]:
             state = load_checkpoint(Path(folder) / CHECKPOINT_FILE)
         epochs_done = int(state["epoch"])
         # ASHA stops trials early on purpose; otherwise every trial must run all its epochs.
-        if train.scheduler.name != "asha" and epochs_done < int(config["epochs"]):
+        if p.scheduler.name != "asha" and epochs_done < int(config["epochs"]):
             unfinished.append(f"{label} ({epochs_done}/{config['epochs']} epochs)")
             continue
-        # The best epoch on val (pipeline.train.trainer): the net the trial hands on.
+        # The best epoch on val (pipeline.methods.base): the part the trial hands on.
         best = state.get("best") or state
         trial_id = str(result.metrics.get("trial_id", ""))
         runs = []
@@ -299,7 +312,7 @@ def collect(grid, train: TrainParams, run: TrainingRun) -> list[TrialOutcome]:
             )
         outcomes.append(
             TrialOutcome(
-                source_set=config["source_set"],
+                variant=config["variant"],
                 seed_index=int(config["seed_index"]),
                 config=dict(config),
                 trial_id=trial_id,
@@ -308,6 +321,7 @@ def collect(grid, train: TrainParams, run: TrainingRun) -> list[TrialOutcome]:
                 history=list(state["history"]),
                 best_epoch=int(best["epoch"]),
                 mlflow_run_id=runs[0].info.run_id if runs else None,
+                searchable=tuple(p.SEARCHABLE),
             )
         )
     if failed:
@@ -320,7 +334,7 @@ def collect(grid, train: TrainParams, run: TrainingRun) -> list[TrialOutcome]:
             f"experiment {run.experiment} was interrupted ({', '.join(unfinished)} unfinished); "
             "rerun the stage to resume it"
         )
-    return sorted(outcomes, key=lambda o: (o.source_set, o.seed_index, str(o.hyper)))
+    return sorted(outcomes, key=lambda o: (o.variant, o.seed_index, str(o.hyper)))
 
 
 def _first_line(error: BaseException) -> str:

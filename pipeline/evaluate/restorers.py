@@ -1,0 +1,197 @@
+r"""Restorers of the transfer matrix: what turns a noisy image (and a weight map) into an estimate.
+
+Three sources, one interface (:class:`Restorer`):
+
+* the **variational models** of :mod:`pipeline.models` (``MODELS``), solved to convergence with
+  their strength scaled by the tuned multiplier; their class says their role — ``target``
+  (solved with every weighting) or ``peer`` (a robust classical baseline, solved unweighted);
+* the **peer baselines** BM4D/BM3D (:mod:`pipeline.evaluate.baselines`): no strength, given the
+  true mean σ (oracle-informed);
+* the restorers of **learned methods** (:mod:`pipeline.methods.registry`), one per trained
+  variant and seed, their role set by the method (``target`` if they take a weighting, else
+  ``learned``).
+
+:func:`plan_restorers` turns ``evaluate.restorers`` into :class:`Restorer` entries (learned ones
+from ``models/<method>/``); :meth:`Restorer.restore` runs one inside a Ray task. Neither
+evaluate nor report branches on a method's name: they read ``role``, ``tuned`` and
+``oracle_informed``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.evaluate.params import EvaluateParams, split_name
+
+__all__ = ["Restorer", "check_restorers", "classical_restorers", "plan_restorers"]
+
+
+def classical_restorers() -> dict[str, dict[str, Any]]:
+    """Name → facts (``role``, ``tuned``, ``oracle_informed``) of every non-learned restorer:
+    the variational models (from their classes) and the BM3D/BM4D baselines."""
+    from pipeline.evaluate.baselines import BASELINES
+    from pipeline.models.registry import MODELS
+
+    out = {
+        name: {"role": cls.role, "tuned": True, "oracle_informed": False}
+        for name, (cls, _) in MODELS.items()
+    }
+    for name in BASELINES:
+        out[name] = {"role": "peer", "tuned": False, "oracle_informed": True}
+    return out
+
+
+@dataclass(frozen=True)
+class Restorer:
+    """One row label of the matrix. ``kind``: ``model``, ``baseline`` or ``learned``."""
+
+    label: str
+    kind: str
+    role: str  # target | peer | learned
+    tuned: bool
+    oracle_informed: bool = False
+    overrides: dict[str, Any] = field(default_factory=dict)  # a model's parameter overrides
+    method: str = ""  # learned: the method's registry name
+    variant: str = ""
+    seed: int = -1
+    path: str = ""  # learned: the checkpoint, relative to the repository root
+    method_cls: Any = None  # learned: the method class (pickled by reference into tasks)
+
+    @property
+    def weighted(self) -> bool:
+        """Solved with every weighting (else once, with weighting ``none``)."""
+        return self.role == "target"
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.label, self.seed)
+
+    def reference_strengths(self) -> dict[str, float]:
+        """What multiplier 1 means (empty for a learned or untuned restorer)."""
+        if self.kind != "model":
+            return {}
+        from pipeline.models.strength import reference_strengths
+
+        return reference_strengths(self.label, self.overrides)
+
+    def restore(
+        self,
+        item: dict[str, np.ndarray],
+        w: np.ndarray | None,
+        multiplier: float,
+        precision: str,
+        root: Path | None = None,
+        parts: dict | None = None,
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """The estimate of ``item["noisy"]`` and the solver's diagnostics."""
+        import torch
+
+        noisy = item["noisy"]
+        if self.kind == "baseline":
+            from pipeline.evaluate.baselines import denoise_baseline
+
+            x = denoise_baseline(self.label, noisy, float(np.mean(item["sigma"])))
+            nan = math.nan
+            return x, {"iterations": 0, "primal_residual": nan, "dual_residual": nan,
+                       "converged": True}  # fmt: skip
+        if self.kind == "learned":
+            parts = {} if parts is None else parts
+            if self.path not in parts:
+                parts[self.path] = self.method_cls.load(Path(root or ".") / self.path)
+            x, diag = self.method_cls.restore(parts[self.path], noisy, w, multiplier)
+            return np.asarray(x, dtype=np.float32), {
+                "iterations": int(diag.get("iterations", 0)),
+                "primal_residual": float(diag.get("primal_residual", math.nan)),
+                "dual_residual": float(diag.get("dual_residual", math.nan)),
+                "converged": bool(diag.get("converged", True)),
+            }
+        from pipeline.models import build_model
+        from pipeline.models.strength import scaled_params
+
+        params = {**self.overrides, **scaled_params(self.label, multiplier, self.overrides)}
+        model = build_model(self.label, **params)
+        model.converge_dtype = getattr(torch, precision)
+        y = torch.from_numpy(noisy)[None]
+        wt = None if w is None else torch.from_numpy(w)[None]
+        with torch.no_grad():
+            sol = model.solve(y, wt, converge=True)
+        return sol.x[0].numpy(), {
+            "iterations": int(sol.iterations),
+            "primal_residual": float(sol.primal_residual[0]),
+            "dual_residual": float(sol.dual_residual[0]),
+            "converged": bool(sol.converged[0]),
+        }
+
+
+def check_restorers(p: EvaluateParams, source: str = "params.yaml") -> None:
+    """Every restorer is known and its overrides build it; an unknown name, key or bad value is
+    named by its full key in ``source`` (``evaluate.restorers.tv.tol``)."""
+    from pipeline.methods.registry import METHODS, providing
+    from pipeline.models import MODELS, build_model
+    from pipeline.schema import ConfigError, parse_dataclass
+
+    classical = classical_restorers()
+    learned = providing("restorer")
+    for name, overrides in p.restorers.items():
+        where = f"evaluate.restorers.{name}"
+        head, _ = split_name(name, where)
+        if head in METHODS:
+            if head not in learned:
+                raise ConfigError(f"{source}: {where}: method {head!r} provides no restorer")
+            continue
+        if name not in classical:
+            known = ", ".join([*classical, *learned])
+            raise ConfigError(f"{source}: {where}: unknown restorer {name!r} (known: {known})")
+        if name not in MODELS:
+            if overrides:
+                raise ConfigError(f"{source}: {where} = {overrides!r}: takes no overrides")
+            continue
+        try:
+            parse_dataclass(MODELS[name][1], overrides, where)
+            build_model(name, **overrides)
+        except (ConfigError, ValueError) as exc:
+            text = str(exc)
+            if not text.startswith(where):
+                text = f"{where}: {text}"
+            raise ConfigError(f"{source}: {text}") from None
+
+
+def plan_restorers(p: EvaluateParams, root: Path) -> list[Restorer]:
+    """The restorers of ``p.restorers`` in order; a learned one expands to every trained variant
+    and seed in ``models/<method>/`` (or the one variant named)."""
+    from pipeline.methods.base import find_parts
+    from pipeline.methods.registry import get_method
+
+    classical = classical_restorers()
+    out = []
+    for name, overrides in p.restorers.items():
+        if name in classical:
+            facts = classical[name]
+            kind = "baseline" if facts["oracle_informed"] else "model"
+            out.append(Restorer(name, kind, overrides=dict(overrides), **facts))
+            continue
+        head, variant = split_name(name, f"evaluate.restorers.{name}")
+        cls = get_method(head)
+        parts = find_parts(root, head, [variant] if variant else None)
+        if not parts:
+            raise ValueError(f"{root / 'models' / head}: no trained {head}; run train@{head}")
+        for part in parts:
+            out.append(
+                Restorer(
+                    part.label,
+                    "learned",
+                    role=cls.restorer_role or "learned",
+                    tuned=cls.restorer_tuned,
+                    method=head,
+                    variant=part.variant,
+                    seed=part.seed,
+                    path=part.path,
+                    method_cls=cls,
+                )
+            )
+    return out

@@ -1,9 +1,11 @@
 r"""Apply a weighting and a target model to one image file of your own.
 
 The library behind ``python -m stages.apply``: read an image or cube (:func:`read_image`), compute
-its weight map (:func:`pipeline.evaluate.weightings.compute_weights`: ``unweighted``,
-``handcrafted``, or ``dlw`` from a trained DLWnet checkpoint), solve the weighted model (DLW,
-Rui et al., arXiv 2301.06081, eq. (2.1); docs/science.md)
+its weight map (``unweighted`` or ``handcrafted``,
+:func:`pipeline.evaluate.weightings.compute_weights`, or the weighting of a learned method from
+one of its checkpoints, e.g. ``dlw`` with
+``models/dlw/<set>/best.pt``), solve the weighted model (Rui et al., arXiv 2301.06081, eq. (2.1);
+docs/science.md)
 
 .. math:: \hat x = \operatorname*{argmin}_x\ \tfrac12 \sum_i w_i (y_i - x_i)^2 + m\,R(x)
 
@@ -26,13 +28,13 @@ from typing import Any
 import numpy as np
 
 from pipeline.io import save_npy, write_bytes, write_json
-from pipeline.models.strength import STRENGTH_FIELDS, scaled_params
+from pipeline.methods.registry import get_method, providing
+from pipeline.models.strength import scaled_params
 
 __all__ = [
     "FALSE_COLOUR",
     "IMAGE_SUFFIXES",
     "OUTPUT_FILES",
-    "STRENGTH_FIELDS",
     "WEIGHTINGS",
     "Restored",
     "normalise",
@@ -46,7 +48,9 @@ __all__ = [
     "write_png",
 ]
 
-WEIGHTINGS = ("unweighted", "handcrafted", "dlw")
+# The weightings that need no truth, and those of the registered learned methods (a checkpoint).
+BLIND = ("unweighted", "handcrafted")
+WEIGHTINGS = (*BLIND, *providing("weighting"))
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
 # -- reading ---------------------------------------------------------------------------------
@@ -224,19 +228,30 @@ def restore(
     net: Any = None,
 ) -> Restored:
     """Weights of ``noisy`` (C, H, W) by ``weighting``, then the converged weighted ``target``
-    with its strength × ``strength`` (:func:`scaled_params`). ``net``: a DLWNet for ``"dlw"``."""
+    with its strength × ``strength`` (:func:`scaled_params`). ``net``: for the weighting of a
+    learned method, its trained part (``Method.load(checkpoint)``)."""
     import torch
 
-    from pipeline.evaluate.weightings import compute_weights
+    from pipeline.evaluate.weightings import check_map, compute_weights
     from pipeline.models import build_model
 
     if weighting not in WEIGHTINGS:
         raise ValueError(f"unknown weighting {weighting!r} (here: {', '.join(WEIGHTINGS)})")
-    if (weighting == "dlw") != (net is not None):
-        raise ValueError("the dlw weighting needs a DLWNet (and only it uses one)")
+    learned = weighting not in BLIND
+    if learned != (net is not None):
+        raise ValueError(
+            f"the {weighting} weighting "
+            + ("needs its trained part (a checkpoint)" if learned else "takes no checkpoint")
+        )
     model = build_model(target, **scaled_params(target, strength))
     t0 = time.perf_counter()
-    w = np.asarray(compute_weights(weighting, noisy, net=net), dtype=np.float32)
+    if learned:
+        w = get_method(weighting).weights(net, np.asarray(noisy, dtype=np.float64))
+    else:
+        w = compute_weights(weighting, noisy)
+    w = np.asarray(w, dtype=np.float32)
+    if w.shape == noisy.shape:
+        w = check_map(w, noisy.shape, weighting)
     t1 = time.perf_counter()
     if w.shape != noisy.shape:
         raise ValueError(f"weights of shape {w.shape} for an image of shape {noisy.shape}")

@@ -25,11 +25,18 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pipeline.io import safe_name
-from pipeline.schema import require
+from pipeline.schema import ConfigError, require
 
 # The built-in weightings (pipeline.evaluate.weightings.BUILTIN; a test keeps them in step:
 # parsing params must not import numpy-heavy modules).
 BUILTIN_WEIGHTINGS = ("unweighted", "oracle", "handcrafted")
+
+
+def _default_weightings() -> list[str]:
+    # The built-ins and every registered method's weighting (all its variants).
+    from pipeline.methods.registry import providing
+
+    return [*BUILTIN_WEIGHTINGS, *providing("weighting")]
 
 
 def _default_restorers() -> dict[str, dict[str, Any]]:
@@ -48,22 +55,20 @@ def _default_restorers() -> dict[str, dict[str, Any]]:
 
 
 def split_name(name: str, where: str) -> tuple[str, str]:
-    """``"dlw:nn+tv"`` → ``("dlw", "nn+tv")``; ``"dlw"`` → ``("dlw", "")``."""
+    """``"<method>:<variant>"`` → ``(method, variant)``; ``"<method>"`` → ``(method, "")``."""
     head, _, variant = name.partition(":")
     if variant:
         try:
             safe_name(variant, "variant")
         except ValueError as exc:
-            raise ValueError(f"{where} = {name!r}: {exc}") from None
+            raise ConfigError(f"{where} = {name!r}: {exc}") from None
     return head, variant
 
 
 @dataclass(frozen=True)
 class EvaluateParams:
     # Weightings: built-ins, and <method> / <method>:<variant> of the learned methods.
-    weightings: list[str] = field(
-        default_factory=lambda: ["unweighted", "oracle", "handcrafted", "dlw"]
-    )
+    weightings: list[str] = field(default_factory=_default_weightings)
     # Restorers and their parameter overrides (validated against the model's own params).
     restorers: dict[str, dict[str, Any]] = field(default_factory=_default_restorers)
     # Multipliers of each restorer's reference strengths, tuned on val (docs/conventions.md).

@@ -177,6 +177,8 @@ def plan_restorers(p: EvaluateParams, root: Path) -> list[Restorer]:
             continue
         head, variant = split_name(name, f"evaluate.restorers.{name}")
         cls = get_method(head)
+        if cls.restorer_role is None:
+            raise ValueError(f"evaluate.restorers.{name}: method {head!r} provides no restorer")
         parts = find_parts(root, head, [variant] if variant else None)
         if not parts:
             raise ValueError(f"{root / 'models' / head}: no trained {head}; run train@{head}")

@@ -287,6 +287,8 @@ def plan_weightings(names: list[str], root: Path) -> list[Weighting]:
             continue
         head, variant = split_name(name, f"evaluate.weightings[{i}]")
         cls = get_method(head)
+        if not cls.provides_weighting:
+            raise ValueError(f"evaluate.weightings[{i}]: method {head!r} provides no weighting")
         parts = find_parts(root, head, [variant] if variant else None)
         if not parts:
             raise ValueError(f"{root / 'models' / head}: no trained {head}; run train@{head}")

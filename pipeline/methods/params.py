@@ -130,7 +130,9 @@ class TrainParams:
         value = {} if value is None else value
         allowed = ["methods", *METHODS]
         if not isinstance(value, dict):
-            raise fail(where, value, f"must be a mapping of keys ({', '.join(allowed)})")
+            kind = "list" if isinstance(value, list | tuple) else type(value).__name__
+            keys = ", ".join(allowed)
+            raise fail(where, value, f"must be a mapping of keys ({keys}), not a {kind}")
         unknown = sorted((k for k in value if k not in allowed), key=str)
         if unknown:
             raise ConfigError(unknown_keys(where, unknown, allowed))

@@ -46,9 +46,9 @@ class DLW(Method):
     params: DLWParams
 
     def check(self, where: str) -> None:
-        from pipeline.models.registry import MODELS
+        from pipeline.models.registry import source_models
 
-        known = [n for n, (cls, _) in MODELS.items() if cls.unrolled_cost is not None]
+        known = source_models()
         for i, m in enumerate(self.params.source_models):
             require(
                 m in known,
@@ -62,7 +62,7 @@ class DLW(Method):
         from pipeline.models.registry import MODELS
 
         def cost(name: str) -> float:
-            return sum(MODELS[m][0].unrolled_cost or 1.0 for m in name.split("+"))
+            return sum(MODELS[m][0].unrolled_cost for m in name.split("+"))
 
         sets = self.params.sets()
         return sorted(sets, key=lambda s: (-len(s.split("+")), -cost(s), s))

@@ -49,49 +49,34 @@ def train_and_score(cfg: dict) -> dict:
     import torch
 
     from pipeline.config import load_params
-    from pipeline.degrade.registry import Case
     from pipeline.evaluate.metrics import mpsnr
+    from pipeline.methods.dlw.data import validation_set
     from pipeline.models import build_model
-    from pipeline.train.data import load_tiles, validation_set
-    from pipeline.train.trainer import Trainer, TrialSpec
+    from pipeline.train.data import load_tiles
 
     torch.set_num_threads(cfg["threads"])
     params = load_params(ROOT / "params.yaml")
-    train = params.train
-    noise = Case.from_param(train.noise.to_param(), "train.noise")
+    method = params.train.method("dlw")
+    train = method.params
     data = ROOT / "data" / "clean"
-    spec = TrialSpec(
-        source_set=cfg["source_set"],
-        seed_index=0,
-        seed=params.seed,
-        width=train.width,
-        depth=train.depth,
-        patch_size=train.patch_size,
-        batch_size=train.batch_size,
-        augment=train.augment,
-        lr=train.lr,
-        lr_decay=train.lr_decay,
-        epochs=train.epochs,
-        steps_per_epoch=train.steps_per_epoch,
-        noise=train.noise.to_param(),
-        val_models=tuple(train.source_models),
-    )
-    val = validation_set(
-        load_tiles(data, "val"),
-        seed=params.seed,
-        patches=train.val_patches,
-        patch_size=train.patch_size,
-        noise=noise,
-    )
+    # The trial's Tune config as the runner builds it (pipeline.train.runner.param_space), and
+    # the trainer the trainable makes of it.
+    config = {
+        "variant": cfg["source_set"],
+        "seed_index": 0,
+        **train.constants(),
+        **method.trial_config(),
+    }
+    context = {"seed": params.seed, "data_dir": str(data), "device": "cpu"}
     start = time.perf_counter()
-    trainer = Trainer(spec, list(load_tiles(data, "train").values()), val)
-    for _ in range(spec.epochs):
+    trainer = method.trainer(config, context)  # set-up included: the validation set's draws
+    for _ in range(train.epochs):
         trainer.run_epoch()
     seconds = time.perf_counter() - start
 
     # The test tiles under the training noise (a fixed draw), restored by converged targets.
     test = validation_set(
-        load_tiles(data, "test"), seed=params.seed, patches=1, patch_size=32, noise=noise
+        load_tiles(data, "test"), seed=params.seed, patches=1, patch_size=32, noise=train.noise
     )
     noisy = torch.from_numpy(test.noisy)
     # The net the trial hands on: its best epoch on val (what the train stage saves).
@@ -100,7 +85,7 @@ def train_and_score(cfg: dict) -> dict:
     w = trainer.weights(noisy)
     scores = {}
     for target in TARGETS:
-        overrides = dict(params.evaluate.targets.get(target, {}))
+        overrides = dict(params.evaluate.restorers.get(target, {}))
         model = build_model(target, **overrides)
         with torch.no_grad():
             x = model.solve(noisy.double(), w.double(), converge=True).x.float().numpy()

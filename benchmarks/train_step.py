@@ -65,15 +65,15 @@ def cube(bands: int, size: int, seed: int) -> np.ndarray:
 def time_parts(cfg: dict, steps: int) -> dict:
     import torch
 
+    from pipeline.methods.dlw.bilevel import bilevel_step
+    from pipeline.methods.dlw.data import draw_batch
+    from pipeline.methods.dlw.net import DLWNet
+    from pipeline.methods.dlw.params import DLWParams
     from pipeline.models.registry import build_model
-    from pipeline.nets import DLWNet
-    from pipeline.train.bilevel import bilevel_step
-    from pipeline.train.data import draw_batch
-    from pipeline.train.params import TrainParams
 
     torch.set_num_threads(1)
     tiles = [cube(cfg["bands"], cfg["size"], i) for i in range(2)]
-    noise = TrainParams().noise
+    noise = DLWParams().noise
     models = {m: build_model(m) for m in MODELS}
     torch.manual_seed(0)
     net = DLWNet(cfg["width"], 3)
@@ -130,14 +130,15 @@ def _trainer_steps(threads: int, steps: int, queue) -> None:
     import torch
 
     from pipeline.degrade.registry import Case
+    from pipeline.methods.dlw.bilevel import bilevel_step
+    from pipeline.methods.dlw.params import DLWParams
+    from pipeline.methods.dlw.trainer import Trainer, TrialSpec
     from pipeline.train.data import Batch
-    from pipeline.train.params import TrainParams
-    from pipeline.train.trainer import Trainer, TrialSpec
 
     torch.set_num_threads(threads)
     cfg = CONFIGS["cpu-default"]
     tiles = [cube(cfg["bands"], cfg["size"], i) for i in range(2)]
-    noise = TrainParams().noise
+    noise = DLWParams().noise
     val_y, info = Case.from_param(noise)(tiles[0], np.random.default_rng(0))
     val = Batch(val_y[None], tiles[0][None], info["mask"][None])
     spec = TrialSpec(
@@ -152,8 +153,6 @@ def _trainer_steps(threads: int, steps: int, queue) -> None:
     )
     trainer = Trainer(spec, tiles, val)
     noisy, clean = trainer.batch(0)
-    from pipeline.train.bilevel import bilevel_step
-
     bilevel_step(trainer.net, trainer.models, trainer.optimizer, noisy, clean, step=0)  # warm-up
     queue.put(("ready", os.getpid()))
     t0, c0 = time.perf_counter(), time.process_time()

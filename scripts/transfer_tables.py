@@ -2,13 +2,20 @@
 README; the leaderboard page has the same numbers with intervals and tests).
 
     .venv/bin/python scripts/transfer_tables.py [--results reports/results.parquet]
+        [--reference unweighted]
 
-1. Per case: mean test MPSNR of every target under ``unweighted``, ``handcrafted``, ``oracle``
-   and the best DLW source set of that (target, case) (seeds averaged per image first).
+Only the label columns say what a row is (no method is named here): weighting ``none`` marks a
+restorer that takes no weighting (peer baselines, learned restorers without a weight input), a
+non-empty ``weighting_method`` a learned weighting ``<method>:<variant>``.
+
+1. Per case: mean test MPSNR of every restorer that takes a weighting under each built-in
+   weighting (``unweighted``, ``handcrafted``, ``oracle``) and the best variant of each method
+   providing weightings for that (restorer, case) (seeds averaged per image first); the
+   restorers without weighting in the case's heading.
 2. Weight-map quality: mean AUC of −w for the corrupted pixels and correlation with the oracle,
    per weighting and case.
-3. Transfer: mean MPSNR gain over ``unweighted`` (dB, over cases and images) per source set ×
-   target, with the handcrafted and oracle rows for scale.
+3. Transfer: mean MPSNR gain over the reference weighting (dB, over cases and images) per
+   weighting × restorer.
 """
 
 from __future__ import annotations
@@ -19,49 +26,54 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+NO_WEIGHTING = "none"
+BUILTIN_ORDER = {"unweighted": 0, "handcrafted": 1, "oracle": 2}
 
 
 def per_image(df: pd.DataFrame) -> pd.DataFrame:
-    keys = ["weighting", "weighting_kind", "source_set", "target", "case", "image_id"]
+    """Seeds (distinct weighting and restorer seed pairs) averaged per image."""
+    keys = ["weighting", "weighting_method", "weighting_variant", "restorer", "case", "image_id"]
     cols = ["mpsnr", "weight_auc", "oracle_corr"]
     return df.groupby(keys, as_index=False)[cols].mean()
 
 
-def table_by_case(img: pd.DataFrame, baselines: pd.DataFrame) -> str:
+def table_by_case(img: pd.DataFrame, plain: pd.DataFrame) -> str:
     lines = []
-    targets = sorted(img.target.unique())
+    restorers = sorted(img.restorer.unique())
+    builtin = img.loc[img.weighting_method == "", "weighting"].unique()
+    builtin = sorted(builtin, key=lambda w: (BUILTIN_ORDER.get(w, 3), w))
+    methods = sorted(m for m in img.weighting_method.unique() if m)
     for case in sorted(img.case.unique()):
         c = img[img.case == case]
         lines.append(
-            f"\n**{case}** (noisy {baselines.loc[case, 'noisy']:.2f} dB"
-            + "".join(
-                f", {m} {baselines.loc[case, m]:.2f}" for m in baselines.columns if m != "noisy"
-            )
+            f"\n**{case}** (noisy {plain.loc[case, 'noisy']:.2f} dB"
+            + "".join(f", {r} {plain.loc[case, r]:.2f}" for r in plain.columns if r != "noisy")
             + ")\n"
         )
-        lines.append("| weighting | " + " | ".join(targets) + " |")
-        lines.append("|---" * (len(targets) + 1) + "|")
-        for kind in ("unweighted", "handcrafted", "oracle"):
-            row = c[c.weighting == kind].groupby("target").mpsnr.mean()
+        lines.append("| weighting | " + " | ".join(restorers) + " |")
+        lines.append("|---" * (len(restorers) + 1) + "|")
+        for w in builtin:
+            row = c[c.weighting == w].groupby("restorer").mpsnr.mean()
             lines.append(
-                f"| {kind} | "
-                + " | ".join(f"{row.get(t, float('nan')):.2f}" for t in targets)
+                f"| {w} | "
+                + " | ".join(f"{row.get(t, float('nan')):.2f}" for t in restorers)
                 + " |"
             )
-        cells = []
-        for t in targets:
-            d = c[(c.target == t) & (c.weighting_kind == "dlw")]
-            if d.empty:
-                cells.append("-")
-                continue
-            best = d.groupby("source_set").mpsnr.mean()
-            cells.append(f"{best.max():.2f} ({best.idxmax()})")
-        lines.append("| best DLW (set) | " + " | ".join(cells) + " |")
+        for method in methods:
+            cells = []
+            for t in restorers:
+                d = c[(c.restorer == t) & (c.weighting_method == method)]
+                if d.empty:
+                    cells.append("-")
+                    continue
+                best = d.groupby("weighting_variant").mpsnr.mean()
+                cells.append(f"{best.max():.2f} ({best.idxmax()})")
+            lines.append(f"| best {method} (variant) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def auc_table(img: pd.DataFrame) -> str:
-    w = img[img.target == img.target.iloc[0]]  # maps do not depend on the target
+    w = img[img.restorer == img.restorer.iloc[0]]  # maps do not depend on the restorer
     auc = w.pivot_table(index="weighting", columns="case", values="weight_auc", aggfunc="mean")
     corr = w.groupby("weighting").oracle_corr.mean()
     lines = [
@@ -77,17 +89,17 @@ def auc_table(img: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def transfer_table(img: pd.DataFrame) -> str:
-    base = img[img.weighting == "unweighted"].set_index(["target", "case", "image_id"]).mpsnr
-    d = img[img.weighting != "unweighted"].copy()
-    d["gain"] = (
-        d.mpsnr.values - base.loc[list(zip(d.target, d.case, d.image_id, strict=True))].values
-    )
-    table = d.pivot_table(index="weighting", columns="target", values="gain", aggfunc="mean")
-    targets = list(table.columns)
+def transfer_table(img: pd.DataFrame, reference: str) -> str:
+    base = img[img.weighting == reference].set_index(["restorer", "case", "image_id"]).mpsnr
+    d = img[img.weighting != reference].copy()
+    # Only images whose restorer and case were also run with the reference are paired.
+    keys = pd.MultiIndex.from_arrays([d.restorer, d.case, d.image_id])
+    d["gain"] = d.mpsnr.to_numpy() - base.reindex(keys).to_numpy()
+    table = d.pivot_table(index="weighting", columns="restorer", values="gain", aggfunc="mean")
+    restorers = list(table.columns)
     lines = [
-        "| weighting | " + " | ".join(targets) + " | mean |",
-        "|---" * (len(targets) + 2) + "|",
+        "| weighting | " + " | ".join(restorers) + " | mean |",
+        "|---" * (len(restorers) + 2) + "|",
     ]
     for name, row in table.iterrows():
         lines.append(
@@ -99,21 +111,23 @@ def transfer_table(img: pd.DataFrame) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", type=Path, default=ROOT / "reports/results.parquet")
+    ap.add_argument("--reference", default="unweighted", help="weighting the gains compare with")
     args = ap.parse_args()
     df = pd.read_parquet(args.results)
-    weighted = df[df.method == "dlw"]
-    others = df[df.method != "dlw"]
-    baselines = others.pivot_table(index="case", columns="method", values="mpsnr", aggfunc="mean")
-    baselines.insert(0, "noisy", df.groupby("case").noisy_mpsnr.mean())
+    weighted = df[df.weighting != NO_WEIGHTING]
+    others = df[df.weighting == NO_WEIGHTING]
+    plain = others.pivot_table(index="case", columns="restorer", values="mpsnr", aggfunc="mean")
+    plain = plain.reindex(sorted(df.case.unique()))
+    plain.insert(0, "noisy", df.groupby("case").noisy_mpsnr.mean())
     img = per_image(weighted)
     n = df.image_id.nunique()
     synthetic = " (SYNTHETIC cubes)" if df.synthetic.any() else ""
     print(f"Test MPSNR (dB), mean over {n} test images{synthetic}; strengths tuned on val.")
-    print(table_by_case(img, baselines))
+    print(table_by_case(img, plain))
     print("\nWeight maps: AUC of −w for the corrupted pixels, correlation with the oracle map.\n")
     print(auc_table(img))
-    print("\nTransfer: MPSNR gain over unweighted (dB), mean over cases and test images.\n")
-    print(transfer_table(img))
+    print(f"\nTransfer: MPSNR gain over {args.reference} (dB), mean over cases and test images.\n")
+    print(transfer_table(img, args.reference))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,12 @@
 """Restore an image of your own with a weighting and a target model (not a DVC stage).
 
     python -m stages.apply INPUT --weighting {unweighted,handcrafted,dlw}
-        [--checkpoint models/dlw/<set>/best.pt] [--target tv] --out OUTDIR [--strength 1.0]
-        [--key NAME] [--layout chw|hwc] [--normalise]
+        [--checkpoint models/<method>/<variant>/best.pt] [--target tv] --out OUTDIR
+        [--strength 1.0] [--key NAME] [--layout chw|hwc] [--normalise]
+
+``--weighting``: a weighting that needs no truth (``unweighted``, ``handcrafted``) or that of a
+registered learned method (``dlw``), which loads its trained part from ``--checkpoint``
+(:meth:`pipeline.methods.base.Method.load`, ``torch.load(weights_only=True)``).
 
 INPUT: ``.npy`` (a cube: ``--layout`` chw or hwc, else the shortest of the first and last axes
 is the band axis, and a file where that does not decide is refused), ``.png`` / ``.jpg`` /
@@ -27,13 +31,14 @@ from typing import Any
 import numpy as np
 
 from pipeline.evaluate.apply import (
-    STRENGTH_FIELDS,
+    BLIND,
     WEIGHTINGS,
     normalise,
     read_image,
     restore,
     write_outputs,
 )
+from pipeline.models.strength import STRENGTH_FIELDS
 
 log = logging.getLogger("apply")
 
@@ -51,7 +56,10 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("input", help="image file: .npy (C, H, W), .png/.jpg/.tif, or .mat (--key)")
     p.add_argument("--weighting", required=True, help=f"one of: {', '.join(WEIGHTINGS)}")
-    p.add_argument("--checkpoint", help="DLWnet checkpoint (for dlw): models/dlw/<set>/best.pt")
+    p.add_argument(
+        "--checkpoint",
+        help="trained part of a learned weighting (dlw): models/<method>/<variant>/best.pt",
+    )
     p.add_argument("--target", default="tv", help=f"one of: {', '.join(STRENGTH_FIELDS)}")
     p.add_argument("--out", required=True, help="output folder (created; fixed file names)")
     p.add_argument(
@@ -86,10 +94,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the command; returns the summary it writes. Bad input → ValueError /
     FileNotFoundError naming the file or value (the ``__main__`` wrapper prints one line)."""
     args = parser().parse_args(argv)
-    if args.weighting == "dlw" and not args.checkpoint:
-        raise ValueError("--weighting dlw needs --checkpoint models/dlw/<source set>/best.pt")
-    if args.checkpoint and args.weighting != "dlw":
-        raise ValueError(f"--checkpoint is only used by --weighting dlw, not {args.weighting!r}")
+    # Learned weightings (a registered method's; an unknown name is refused by restore).
+    learned = [w for w in WEIGHTINGS if w not in BLIND]
+    if args.weighting in learned and not args.checkpoint:
+        raise ValueError(
+            f"--weighting {args.weighting} needs --checkpoint "
+            f"models/{args.weighting}/<variant>/best.pt"
+        )
+    if args.checkpoint and args.weighting not in learned:
+        raise ValueError(
+            f"--checkpoint is only used by a learned weighting ({', '.join(learned)}), "
+            f"not {args.weighting!r}"
+        )
     check_writable(args.out)
     noisy = read_image(args.input, args.key, args.layout)
     if noisy.size and not np.any(noisy):
@@ -109,10 +125,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 hi,
             )
     net = None
-    if args.weighting == "dlw":
-        from pipeline.train.checkpoint import load_dlwnet
+    if args.weighting in learned:
+        from pipeline.methods.registry import get_method
 
-        net = load_dlwnet(args.checkpoint)  # torch.load(weights_only=True)
+        # torch.load(weights_only=True): a checkpoint cannot run code; eval mode.
+        net = get_method(args.weighting).load(args.checkpoint)
     result = restore(
         noisy, weighting=args.weighting, target=args.target, strength=args.strength, net=net
     )

@@ -1,7 +1,7 @@
 """DVC stage ``report``: the leaderboard, headline metrics and HTML page from the evaluate outs.
 
 Reads ``reports/results.parquet``, ``reports/gallery.parquet`` and the ``report`` params section
-(``confidence``, ``test``, ``gallery_max_px``; defaults in
+(``confidence``, ``test``, ``reference``, ``gallery_max_px``; defaults in
 :class:`pipeline.report.build.ReportOptions`). Writes ``reports/leaderboard.parquet``,
 ``reports/metrics.json`` and ``reports/index.html``, each atomically. A pure function of its
 inputs: no clock, no randomness, no network.
@@ -29,6 +29,7 @@ def main() -> None:
         read_results,
         write_report,
     )
+    from pipeline.report.leaderboard import weighting_methods
 
     options = ReportOptions.from_section(params.report)
     results, meta = read_results(RESULTS)
@@ -39,13 +40,19 @@ def main() -> None:
         log.info("wrote %s", path)
     lb = report.leaderboard
     log.info("%d leaderboard cells; synthetic data: %s", len(lb), report.metrics["synthetic"])
+    methods = weighting_methods(lb)
     for case, e in report.metrics["cases"].items():
+        # One "best variant (gain)" per method that provides weightings, named from the data.
+        best = ", ".join(
+            f"{m} {e.get(f'best_{m}')} ({e.get(f'best_{m}_gain_db')} dB)" for m in methods
+        )
         log.info(
-            "%-12s best weighting %s (%s dB over unweighted), best DLW source set %s",
+            "%-12s best weighting %s (%s dB over %s); best per method: %s",
             case,
             e["best_weighting"],
             e["best_weighting_gain_db"],
-            e["best_dlw"],
+            options.reference,
+            best or "none",
         )
 
 

@@ -64,8 +64,10 @@ def make_dataset(root: Path, bands: int = 8, size: int = 16) -> Path:
     return out
 
 
-def tiny_params(root: Path, tracking_uri: str | None = None, **train):
-    """Params of a seconds-long experiment: width 4, 16×16×8 patches, TV only by default."""
+def tiny_params(root: Path, tracking_uri: str | None = None, **dlw):
+    """Params of a seconds-long DLW experiment (``train.dlw``; ``dlw`` overrides): width 4,
+    16×16×8 patches, TV only by default. Train it with ``run_training(tiny_method(params),
+    params, root)``."""
     from pipeline.config import parse_params
 
     base = {
@@ -80,11 +82,34 @@ def tiny_params(root: Path, tracking_uri: str | None = None, **train):
         "val_patches": 1,
         "max_failures": 0,
     }
-    base.update(train)
+    base.update(dlw)
     uri = tracking_uri or f"sqlite:///{root / 'mlflow.db'}"
     return parse_params(
-        {"train": base, "tracking": {"uri": uri, "experiment": "tests"}, "ray": {"num_cpus": 2}}
+        {
+            "train": {"methods": ["dlw"], "dlw": base},
+            "tracking": {"uri": uri, "experiment": "tests"},
+            "ray": {"num_cpus": 2},
+        }
     )
+
+
+def tiny_method(params):
+    """The DLW method of ``params`` (its ``train.dlw`` section), checked as the stage does."""
+    method = params.train.method("dlw")
+    method.check("train.dlw")
+    return method
+
+
+def finish(result, params, root: Path) -> dict:
+    """What the train stage does after the fit: write the outputs, log the pictures (returns
+    the metrics written; checks that every trial with an MLflow run got its picture)."""
+    from pipeline.train.outputs import log_figures, write_outputs
+
+    context = {"seed": params.seed, "data_dir": str(root / "data" / "clean")}
+    metrics = write_outputs(result, params, root, context)
+    logged = log_figures(result, context)
+    assert logged == sum(1 for o in result.outcomes if o.mlflow_run_id), logged
+    return metrics
 
 
 def free_port() -> int:

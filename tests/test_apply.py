@@ -15,7 +15,6 @@ import torch
 from cubes import smooth_cube
 
 from pipeline.evaluate.apply import (
-    STRENGTH_FIELDS,
     preview,
     preview_bands,
     read_image,
@@ -23,6 +22,7 @@ from pipeline.evaluate.apply import (
 )
 from pipeline.evaluate.metrics import mpsnr
 from pipeline.models import MODELS, build_model
+from pipeline.models.strength import STRENGTH_FIELDS
 
 ROOT = Path(__file__).resolve().parents[1]
 # ``stages`` is not an installed package (only ``pipeline`` is): load the script by its path.
@@ -114,8 +114,8 @@ def test_scaled_params_defaults_and_multipliers():
 
 
 def test_dlw_checkpoint_loads_and_runs(case, tmp_path):
-    from pipeline.nets.dlwnet import DLWNet
-    from pipeline.train.checkpoint import save_checkpoint
+    from pipeline.checkpoint import save_checkpoint
+    from pipeline.methods.dlw.net import DLWNet
 
     clean, noisy, path = case
     torch.manual_seed(1)  # seed 0 gives a dead ReLU layer, hence uniform weights
@@ -144,6 +144,8 @@ def test_errors_name_the_file_or_value(case, tmp_path):
         run(path, tmp_path / "o2", "--weighting", "dlw", "--checkpoint", str(missing))
     with pytest.raises(ValueError, match="needs --checkpoint"):
         run(path, tmp_path / "o3", "--weighting", "dlw")
+    with pytest.raises(ValueError, match=r"only used by a learned weighting \(dlw\)"):
+        run(path, tmp_path / "o3", "--weighting", "handcrafted", "--checkpoint", str(missing))
     with pytest.raises(ValueError, match="unknown weighting 'oracle'"):
         run(path, tmp_path / "o4", "--weighting", "oracle")
     four = tmp_path / "four.npy"

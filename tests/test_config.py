@@ -113,9 +113,11 @@ def test_a_stage_stops_with_one_clear_line_on_bad_params(tmp_path):
         ("train: [1, 2]\n", r"bad.yaml: train = \[1, 2\]: must be a mapping .* not a list"),
         ("- 1\n- 2\n", r"bad.yaml: the top level = \[1, 2\]: must be a mapping"),
         (
-            "evaluate:\n  targets: [tv]\n",
-            r"bad.yaml: evaluate.targets = \['tv'\]: must be a mapping",
+            "evaluate:\n  restorers: [tv]\n",
+            r"bad.yaml: evaluate.restorers = \['tv'\]: must be a mapping",
         ),
+        # the sections evaluate.restorers replaced are unknown keys, named with the file
+        ("evaluate:\n  targets: {tv: {}}\n", r"bad.yaml: evaluate.targets: unknown key"),
         # A list used as a key (``? [a, b]``) is refused with the file and line.
         ("seed: 1\n? [a, b]\n: 3\n", r"bad.yaml:2: a key must be a name"),
     ],
@@ -146,12 +148,17 @@ def test_check_file_reports_every_section_and_the_deep_checks(tmp_path):
     assert errors[0].startswith(f"{bad}: sead: unknown key")
     assert errors[1].startswith(f"{bad}: prepare.scale = 2")
     assert errors[2].startswith(f"{bad}: train = [1, 2]")
-    # Checks beyond the schema: target overrides (they need the models) and report options.
+    # Checks beyond the schema: restorer overrides and names (they need the registries) and
+    # report options.
     deep = tmp_path / "deep.yaml"
-    deep.write_text("evaluate: {tv_l1: {foo: 1}}\nreport: {confidence: 2.0}\n")
+    deep.write_text("evaluate: {restorers: {tv_l1: {foo: 1}}}\nreport: {confidence: 2.0}\n")
     errors = check_file(deep)
     assert [e.split(":")[1].strip() for e in errors] == [
-        "evaluate.tv_l1.foo",
+        "evaluate.restorers.tv_l1.foo",
         "report.confidence = 2.0",
     ]
+    unknown = tmp_path / "unknown_restorer.yaml"
+    unknown.write_text("evaluate: {restorers: {tv: {}, tvx: {}}}\n")
+    (error,) = check_file(unknown)
+    assert error.startswith(f"{unknown}: evaluate.restorers.tvx: unknown restorer 'tvx'")
     assert all(e.startswith(str(deep)) for e in errors)

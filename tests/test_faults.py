@@ -24,6 +24,7 @@ from ray_fixtures import (
     mlflow_template,  # noqa: F401
     ray_local,  # noqa: F401
     sqlite_store,
+    tiny_method,
     tiny_params,
 )
 
@@ -33,7 +34,7 @@ from stages._common import INTERRUPTED, run
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Three 16×16×8 cubes, one impulse case, one target and two weightings: evaluate in ~15 s.
+# Three 16×16×8 cubes, one impulse case, one restorer and two weightings: evaluate in ~15 s.
 TINY = {
     "seed": 3,
     "ray": {"num_cpus": 2},
@@ -46,10 +47,9 @@ TINY = {
     },
     "degrade": {"cases": [{"name": "impulse"}]},
     "evaluate": {
-        "targets": {"tv": {"boundary": "neumann", "tol": 0.01}},
+        "restorers": {"tv": {"boundary": "neumann", "tol": 0.01}},
         "weightings": ["unweighted", "oracle"],
         "grid": [1.0],
-        "baselines": [],
         "gallery_images": 1,
     },
 }
@@ -133,23 +133,24 @@ def test_evaluate_refuses_more_cpus_than_a_node_offers(degraded, tmp_path):
 
 @pytest.mark.integration
 def test_training_finishes_without_a_reachable_mlflow(ray_local, tmp_path, caplog):  # noqa: F811
-    from pipeline.train.driver import run_training
-    from pipeline.train.outputs import log_weight_maps, unweighted_scores, write_outputs
+    from pipeline.train.outputs import log_figures, write_outputs
+    from pipeline.train.runner import run_training
 
     make_dataset(tmp_path)
     uri = f"http://127.0.0.1:{free_port()}"
     params = tiny_params(tmp_path, tracking_uri=uri)
     caplog.set_level(logging.WARNING, logger="tracking")
     t0 = time.monotonic()
-    result = run_training(params, tmp_path)
-    data = tmp_path / "data" / "clean"
-    metrics = write_outputs(result, params, tmp_path, unweighted_scores(params, data))
-    assert log_weight_maps(result, params, data) == 0
+    result = run_training(tiny_method(params), params, tmp_path)
+    context = {"seed": params.seed, "data_dir": str(tmp_path / "data" / "clean")}
+    metrics = write_outputs(result, params, tmp_path, context)
+    assert log_figures(result, context) == 0
     seconds = time.monotonic() - t0
     (o,) = result.outcomes
     assert o.mlflow_run_id is None and [h["epoch"] for h in o.history] == [1, 2]
     assert (tmp_path / "models/dlw/tv/seed-0.pt").is_file()
-    assert set(metrics["source_sets"]) == {"tv"}
+    assert set(metrics["variants"]) == {"tv"}
+    assert (tmp_path / "reports/train/dlw/metrics.json").is_file()
     warned = [r.getMessage() for r in caplog.records if uri in r.getMessage()]
     assert len(warned) == 1 and "unreachable" in warned[0], warned
     assert seconds < 90, seconds
@@ -157,7 +158,7 @@ def test_training_finishes_without_a_reachable_mlflow(ray_local, tmp_path, caplo
 
 @pytest.mark.integration
 def test_a_gpu_request_on_a_cpu_only_ray_is_refused(ray_local, mlflow_template, tmp_path):  # noqa: F811
-    from pipeline.train.driver import run_training
+    from pipeline.train.runner import run_training
 
     if ray_local.cluster_resources().get("GPU", 0) > 0:
         pytest.skip("this machine has a GPU")
@@ -165,22 +166,31 @@ def test_a_gpu_request_on_a_cpu_only_ray_is_refused(ray_local, mlflow_template, 
     sqlite_store(mlflow_template, tmp_path / "mlflow.db")
     params = tiny_params(tmp_path, gpu=1)
     t0 = time.monotonic()
-    with pytest.raises(ResourceError, match=r"train\.gpu = 1: no Ray node has 1 GPU .*0 GPU"):
-        run_training(params, tmp_path)
+    with pytest.raises(ResourceError, match=r"train\.dlw\.gpu = 1: no Ray node has 1 GPU .*0 GPU"):
+        run_training(tiny_method(params), params, tmp_path)
     assert time.monotonic() - t0 < 30
 
 
 def test_device_cuda_without_cuda_names_device(tmp_path):
     import torch
 
-    from pipeline.train.driver import run_training
+    from pipeline.train.runner import run_training
 
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
     make_dataset(tmp_path)
     params = dataclasses.replace(tiny_params(tmp_path, gpu=1), device="cuda")
     with pytest.raises(ResourceError, match=r"device = 'cuda': torch sees no CUDA device"):
-        run_training(params, tmp_path)
+        run_training(tiny_method(params), params, tmp_path)
+
+
+def test_device_cuda_needs_a_gpu_per_trial(tmp_path):
+    from pipeline.train.runner import run_training
+
+    make_dataset(tmp_path)
+    params = dataclasses.replace(tiny_params(tmp_path), device="cuda")
+    with pytest.raises(ValueError, match=r"device = cuda needs train\.dlw\.gpu > 0"):
+        run_training(tiny_method(params), params, tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -188,13 +198,17 @@ def test_device_cuda_without_cuda_names_device(tmp_path):
     [
         ({"evaluate.cpu": ("CPU", 3)}, [{"CPU": 2.0}], r"evaluate\.cpu = 3: .*largest with 2 CPU"),
         # Per node, not the cluster's total: 2 + 2 CPUs do not hold a 3-CPU task.
-        ({"train.cpu": ("CPU", 3)}, [{"CPU": 2.0}, {"CPU": 2.0}], r"2 node\(s\), the largest"),
-        ({"train.gpu": ("GPU", 0.5)}, [{"CPU": 8.0}], r"train\.gpu = 0\.5: .*set train\.gpu: 0"),
+        ({"train.dlw.cpu": ("CPU", 3)}, [{"CPU": 2.0}, {"CPU": 2.0}], r"2 node\(s\), the largest"),
+        (
+            {"train.dlw.gpu": ("GPU", 0.5)},
+            [{"CPU": 8.0}],
+            r"train\.dlw\.gpu = 0\.5: .*set train\.dlw\.gpu: 0",
+        ),
         # Each fits somewhere, but no node has both.
         (
-            {"train.cpu": ("CPU", 4), "train.gpu": ("GPU", 1)},
+            {"train.dlw.cpu": ("CPU", 4), "train.dlw.gpu": ("GPU", 1)},
             [{"CPU": 8.0}, {"CPU": 2.0, "GPU": 1.0}],
-            r"train\.cpu = 4, train\.gpu = 1: no single Ray node offers all of it",
+            r"train\.dlw\.cpu = 4, train\.dlw\.gpu = 1: no single Ray node offers all of it",
         ),
     ],
 )
@@ -205,17 +219,18 @@ def test_resource_requests_are_checked_per_node(needs, nodes, message):
 
 def test_resource_requests_that_fit_pass():
     check_resources(
-        {"train.cpu": ("CPU", 2), "train.gpu": ("GPU", 0.5)}, [{"CPU": 2, "GPU": 1}], ""
+        {"train.dlw.cpu": ("CPU", 2), "train.dlw.gpu": ("GPU", 0.5)}, [{"CPU": 2, "GPU": 1}], ""
     )
-    check_resources({"train.gpu": ("GPU", 0)}, [{"CPU": 1.0}], "")  # 0 asks for nothing
+    check_resources({"train.dlw.gpu": ("GPU", 0)}, [{"CPU": 1.0}], "")  # 0 asks for nothing
 
 
 def test_a_top_level_typo_stops_every_stage(tmp_path):
     (tmp_path / "params.yaml").write_text("seed: 0\nsead: 3\n")
     names = ("prepare", "degrade", "train", "evaluate", "report", "check")
+    args = {"train": ["dlw"]}  # the stage train@dlw
     procs = {
         name: subprocess.Popen(
-            [sys.executable, "-m", f"stages.{name}"],
+            [sys.executable, "-m", f"stages.{name}", *args.get(name, [])],
             cwd=tmp_path,
             env=stage_env(),
             stdout=subprocess.PIPE,
@@ -285,8 +300,8 @@ def wrapped(stage: str, error: BaseException | None = None, fn=None) -> tuple[ob
     ("error", "expected"),
     [
         (
-            ConfigError("params.yaml: train.lr = -1.0: must be > 0"),
-            "invalid parameters: params.yaml: train.lr",
+            ConfigError("params.yaml: train.dlw.lr = -1.0: must be > 0"),
+            "invalid parameters: params.yaml: train.dlw.lr",
         ),
         (
             ValueError("data/x.npy: not a readable .npy array"),

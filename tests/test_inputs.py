@@ -20,6 +20,10 @@ from pipeline.io import atomic_dir, remove_stale_temporaries
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
+# ``stages`` is not an installed package (only ``pipeline`` is), and the apply script's command
+# line imports ``stages._common``: make it importable whichever tests ran before.
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))
 from dvc_project import dvc, make_project, sh  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("stages_apply_cli", ROOT / "stages" / "apply.py")
@@ -222,6 +226,8 @@ def test_replaced_source_image_makes_dvc_rerun_prepare(tmp_path):
             "tile_size": 16,
             "split": {"train": 0, "val": 0, "test": 2},
         },
+        # dvc.yaml's train stage is a foreach over train.methods: DVC resolves it to parse
+        "train": {"methods": ["dlw"], "dlw": {}},
     }
 
     def images(repo):

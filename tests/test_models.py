@@ -1,5 +1,6 @@
 """Source variational models: exactness of the building blocks, fixed points, agreement with
-independent solvers, batch independence and gradients with respect to the weight map."""
+independent solvers and gradients on rank-deficient cubes (what every registered model shares,
+batches and gradients with respect to the weight map included: test_model_contract.py)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.models import MODELS, NN, TV, TVS, Solution, build_model
+from pipeline.models import MODELS, Solution, build_model
 from pipeline.models.differences import FiniteDifference, spatial_difference, spectral_difference
 from pipeline.models.svt import svt, svt_reference
 from pipeline.schema import ConfigError
 
 MODEL_NAMES = ["tv", "tvs", "nn", "tv_l1"]
 TV_FAMILY = ["tv", "tvs", "tv_l1"]
-SMOOTH_MODELS = ["tv", "tvs", "nn"]  # differentiable away from kinks; tv_l1 also tested below
 
 # The fidelity variable of each model's ADMM state (X for the TV family, L for NN).
 FIDELITY_VARIABLE = {"tv": "x", "tvs": "x", "tv_l1": "x", "nn": "l"}
@@ -57,12 +57,8 @@ def rms(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def test_registry_builds_every_model_with_reference_defaults():
+    # Names, classes and params of every registered model: test_model_contract.py.
     assert set(MODEL_NAMES) <= set(MODELS)  # target models (lrtv, e3dtv, …) register too
-    for name in MODEL_NAMES:
-        model = make(name)
-        assert model.name == name
-        assert isinstance(model, MODELS[name][0])
-        assert isinstance(model.params, MODELS[name][1])
     tv = make("tv").params
     assert (tv.lam, tv.mu1, tv.mu2, tv.rho, tv.iterations) == (0.1, 0.1, 0.1, 1.05, 20)
     assert tv.boundary == "periodic"
@@ -306,64 +302,7 @@ def test_objective_settles_at_its_minimum(name):
         assert perturbed >= final - 1e-6 * abs(final)
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
-@pytest.mark.parametrize("converge", [False, True])
-def test_batch_equals_per_sample(name, converge):
-    ys = [cube(20, sigma=0.05), cube(21, sigma=0.15), cube(22, sigma=0.0)]
-    ws = [weights(20, ys[0]), weights(21, ys[1], 1.0), torch.ones_like(ys[2])]
-    model = make(name, **FAST.get(name, {}))
-    batch = model.solve(torch.cat(ys), torch.cat(ws), converge=converge)
-    singles = [model.solve(y, w, converge=converge) for y, w in zip(ys, ws, strict=True)]
-    for b, single in enumerate(singles):
-        assert float((batch.x[b] - single.x[0]).abs().max()) <= 1e-6
-        assert int(batch.sample_iterations[b]) == single.iterations
-        assert bool(batch.converged[b]) == bool(single.converged[0])
-        assert float(batch.objective[b]) == pytest.approx(float(single.objective[0]), rel=1e-9)
-    if converge:  # the samples did stop at different iterations
-        assert len({s.iterations for s in singles}) > 1
-        assert batch.iterations == max(s.iterations for s in singles)
-
-
-@pytest.mark.parametrize("name", MODEL_NAMES)
-def test_solution_fields_and_dtypes(name):
-    y = cube(23, (2, 3, 8, 8)).float()
-    model = make(name, min_iterations=30, max_iterations=30)
-    for converge in (False, True):
-        sol = model.solve(y, converge=converge)
-        assert isinstance(sol, Solution)
-        assert sol.x.shape == y.shape and sol.x.dtype == torch.float32
-        for t in (sol.primal_residual, sol.dual_residual, sol.objective, sol.converged):
-            assert t.shape == (2,)
-        assert sol.converged.dtype == torch.bool
-    assert sol.iterations == 30
-    assert make(name).solve(y).iterations == model.params.iterations
-    # float32 input, converge=True: computed in float64, so it agrees with float64 input.
-    sol64 = model.solve(y.double(), converge=True)
-    assert rms(sol.x.double(), sol64.x) <= 1e-6
-
-
 # -- gradients with respect to the weight map (unrolled mode) ---------------------------------
-
-
-@pytest.mark.parametrize("name", [*SMOOTH_MODELS, "tv_l1"])
-def test_weight_gradient_matches_central_differences(name):
-    """∂⟨g, x(w)⟩/∂w by autograd through the unrolled ADMM vs central differences of every
-    coordinate (all 2 × 144 perturbed solves in one batch), float64, 1 × 4 × 6 × 6."""
-    y = cube(30, (1, 4, 6, 6))
-    w0 = weights(30, y, 0.3)
-    g = torch.randn(y.shape, generator=torch.Generator().manual_seed(30), dtype=y.dtype)
-    model = make(name)
-    w = w0.clone().requires_grad_(True)
-    (grad,) = torch.autograd.grad((model.solve(y, w).x * g).sum(), w)
-    n = y.numel()
-    eps = 1e-6
-    basis = torch.eye(n, dtype=y.dtype).reshape(n, *y.shape[1:])
-    wb = torch.cat([w0 + eps * basis, w0 - eps * basis])
-    with torch.no_grad():
-        xb = model.solve(y.expand(2 * n, -1, -1, -1), wb).x
-    f = (xb * g).flatten(1).sum(1)
-    fd = ((f[:n] - f[n:]) / (2 * eps)).reshape(y.shape)
-    assert float((grad - fd).norm() / fd.norm()) <= 1e-4
 
 
 def test_nn_gradient_finite_on_rank_deficient_cube():
@@ -522,10 +461,3 @@ def test_unrolled_nn_is_the_documented_reference_iteration():
         mu *= 1.03
     out = make("nn").solve(y, w).x[0].reshape(c, hw).numpy()
     assert np.abs(out - z / 255.0).max() <= 1e-12
-
-
-def test_models_are_modules_with_forward():
-    y = cube(52, (1, 2, 6, 6))
-    for cls in (TV, TVS, NN):
-        model = cls()
-        assert torch.equal(model(y), model.solve(y).x)

@@ -40,7 +40,7 @@ from pipeline.report.stats import holm, paired_p, sign_flip_p, t_interval
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# FAKE hand-computation table: one case, target tv, three images.
+# FAKE hand-computation table: one case, restorer tv, three images.
 #   unweighted (one run):        a 20, b 23, c 26
 #   handcrafted (one run):       a 21, b 23.5, c 26.5        → diffs 1, 0.5, 0.5
 #   dlw:nn seed 0 / seed 1:      a 21/23, b 24/24, c 28/30   → image means 22, 24, 29; diffs 2, 1, 3
@@ -104,10 +104,61 @@ def test_paired_gains_and_holm_match_hand_computation(hand):
     assert d.mpsnr_p_holm == pytest.approx(max(2.0 * p_hc, p_dlw)) and 2.0 * p_hc > p_dlw
     u = hand.loc["unweighted"]
     assert u.mpsnr_gain == 0.0 and math.isnan(u.mpsnr_p) and math.isnan(u.mpsnr_p_holm)
-    # Rank by mean MPSNR within (case, target): 25 > 23.67 > 23.
+    assert set(hand["reference"]) == {"unweighted"}
+    # Rank by mean MPSNR within (case, restorer): 25 > 23.67 > 23.
     assert (d["rank"], h["rank"], u["rank"]) == (1, 2, 3)
     # SAM is 0.3 − MPSNR/200 in the fake table: lower is better, so the gain is negative.
     assert d.sam_gain == pytest.approx(-2.0 / 200.0)
+
+
+def test_reference_option_moves_the_reference():
+    lb = leaderboard(rows_from(HAND), reference="handcrafted").set_index("weighting")
+    assert set(lb["reference"]) == {"handcrafted"}
+    h, u, d = lb.loc["handcrafted"], lb.loc["unweighted"], lb.loc["dlw:nn"]
+    # The reference is no comparison: gain 0 over its own images, no p-value.
+    assert h.mpsnr_gain == 0.0 and math.isnan(h.mpsnr_p) and math.isnan(h.mpsnr_p_holm)
+    # Unweighted against handcrafted: diffs −1, −0.5, −0.5, the negative of the default gain,
+    # with the same two-sided p (t = −4).
+    assert u.mpsnr_gain == pytest.approx(-2.0 / 3.0)
+    assert u.mpsnr_p == pytest.approx(t2_p(4.0))
+    # dlw:nn image means 22, 24, 29 against 21, 23.5, 26.5: diffs 1, 0.5, 2.5, mean 4/3,
+    # s² = (1/9 + 25/36 + 49/36)/2 = 13/12, t = (4/3)/√(13/36) = 8/√13.
+    q = stats.t.ppf(0.975, 2)
+    assert d.mpsnr_gain == pytest.approx(4.0 / 3.0)
+    assert d.mpsnr_gain_ci_high - d.mpsnr_gain == pytest.approx(q * math.sqrt(13.0 / 36.0))
+    p_d = t2_p(8.0 / math.sqrt(13.0))
+    assert d.mpsnr_p == pytest.approx(p_d)
+    # Holm over m = 2: 2·p(t = 4) ≈ 0.114 < p_d ≈ 0.157, so the larger keeps its own p.
+    assert u.mpsnr_p_holm == pytest.approx(2.0 * t2_p(4.0))
+    assert d.mpsnr_p_holm == pytest.approx(p_d) and p_d > 2.0 * t2_p(4.0)
+    # Means, intervals and ranks do not depend on the reference.
+    default = leaderboard(rows_from(HAND)).set_index("weighting")
+    for col in ("mpsnr_mean", "mpsnr_ci_low", "mpsnr_seed_std", "rank", "n_seeds"):
+        pd.testing.assert_series_equal(lb[col], default.loc[lb.index, col])
+    # A reference that no cell of a restorer has: no gains there, nothing else breaks.
+    none = leaderboard(rows_from(HAND), reference="oracle")
+    assert none["mpsnr_gain"].isna().all() and set(none["reference"]) == {""}
+
+
+def test_seeds_are_the_distinct_weighting_and_restorer_seed_pairs():
+    # A learned weighting (seeds 0, 1) with a learned restorer (seeds 0, 1): four runs per
+    # image. Image a: 20, 22, 24, 26; image b: one more each.
+    runs = [(0, 0), (0, 1), (1, 0), (1, 1)]
+    entries = [("dlw:nn", ws, rs, "a", 20.0 + 2 * k) for k, (ws, rs) in enumerate(runs)]
+    entries += [("dlw:nn", ws, rs, "b", 21.0 + 2 * k) for k, (ws, rs) in enumerate(runs)]
+    entries += [("unweighted", -1, rs, i, v) for rs in (0, 1) for i, v in (("a", 20), ("b", 22))]
+    lb = leaderboard(rows_from(entries, restorer="toy", restorer_method="toy"))
+    r = lb.set_index("weighting").loc["dlw:nn"]
+    assert r.n == 2 and r.n_seeds == 4 and r.n_rows == 8
+    assert r.restorer_method == "toy" and r.weighting_method == "dlw"
+    assert r.weighting_variant == "nn" and r.restorer_role == "target"
+    # Image means 23, 24 → 23.5; per-pair means 20.5, 22.5, 24.5, 26.5 → SD √(20/3) (the
+    # weighting seed alone would give two groups and SD 2√2).
+    assert r.mpsnr_mean == pytest.approx(23.5)
+    assert r.mpsnr_seed_std == pytest.approx(math.sqrt(20.0 / 3.0))
+    # Paired against unweighted (image means 20, 22): diffs 3, 2.
+    assert r.mpsnr_gain == pytest.approx(2.5)
+    assert lb.set_index("weighting").loc["unweighted"].n_seeds == 2
 
 
 def test_sign_flip_and_holm_and_small_n():
@@ -231,25 +282,91 @@ def test_stage_names_a_missing_results_file(tmp_path, monkeypatch):
 def test_leaderboard_and_metrics_contents(fake):
     root, _ = fake
     lb = pd.read_parquet(root / "a/leaderboard.parquet")
-    # 2 cases × (2 targets × 5 weightings + 2 baselines).
-    assert len(lb) == 2 * (2 * 5 + 2)
-    assert set(lb["n"]) == {3} and set(lb.loc[lb.weighting_kind == "dlw", "n_seeds"]) == {2}
+    # 2 cases × (3 restorers taking weightings × 6 weightings + 2 peers + 1 learned restorer).
+    assert len(lb) == 2 * (3 * 6 + 2 + 1)
+    assert set(lb["n"]) == {3}
+    learned_w = lb.weighting_method != ""
+    learned_r = lb.restorer_method != ""
+    # Seeds: distinct (weighting seed, restorer seed) pairs, 2 × 2 where both are learned.
+    assert set(lb.loc[learned_w & ~learned_r, "n_seeds"]) == {2}
+    assert set(lb.loc[learned_w & learned_r, "n_seeds"]) == {4}
+    assert set(lb.loc[~learned_w & ~learned_r, "n_seeds"]) == {1}
+    assert set(lb.loc[~learned_w & learned_r, "n_seeds"]) == {2}
+    assert set(lb.loc[learned_w, "weighting_method"]) == {"dlw", "toy"}
     m = json.loads((root / "a/metrics.json").read_text())
-    assert list(m) == sorted(m) and m["synthetic"] is True
+    assert list(m) == sorted(m) and m["synthetic"] is True and m["reference"] == "unweighted"
     for case, e in m["cases"].items():
-        var = lb[(lb.case == case) & (lb.method == "dlw")]
+        var = lb[(lb.case == case) & (lb.weighting != "none")]
         gains = var.groupby("weighting").mpsnr_gain.mean()
+        means = var.groupby("weighting").mpsnr_mean.mean()
         achievable = gains.drop(["unweighted", "oracle"])
         assert e["best_weighting"] == achievable.idxmax()
         assert e["best_weighting_gain_db"] == pytest.approx(achievable.max(), abs=1e-4)
         assert e["best_dlw"] == "nn"  # the fake table gives dlw:nn the larger effect
-        assert e["mpsnr_unweighted"] == pytest.approx(
-            var[var.weighting == "unweighted"].mpsnr_mean.mean(), abs=1e-4
+        assert e["best_dlw_gain_db"] == pytest.approx(gains["dlw:nn"], abs=1e-4)
+        # One key set per method that provides weightings, named from the data.
+        assert e["best_toy"] == "a" and e["mpsnr_best_toy"] == pytest.approx(
+            means["toy:a"], abs=1e-4
         )
-    # The Holm family is every MPSNR comparison of the table (not per case or target).
+        assert e["best_toy_gain_db"] == pytest.approx(gains["toy:a"], abs=1e-4)
+        assert e["mpsnr_unweighted"] == pytest.approx(means["unweighted"], abs=1e-4)
+        assert e["mpsnr_reference"] == e["mpsnr_unweighted"]
+        assert e["handcrafted_gain_db"] == pytest.approx(gains["handcrafted"], abs=1e-4)
+        assert e["oracle_gain_db"] == pytest.approx(gains["oracle"], abs=1e-4)
+        assert "unweighted_gain_db" not in e  # the reference is no comparison
+        plain = lb[(lb.case == case) & (lb.weighting == "none")].set_index("restorer")
+        for restorer in ("bm4d", "tv_l1", "toy:b"):
+            assert e[f"mpsnr_{restorer}"] == pytest.approx(plain.mpsnr_mean[restorer], abs=1e-4)
+    # The Holm family is every MPSNR comparison of the table (not per case or restorer).
     p = lb["mpsnr_p"].to_numpy()
     np.testing.assert_allclose(lb["mpsnr_p_holm"].to_numpy(), holm(p))
-    assert np.isfinite(p).sum() == 2 * 2 * 4
+    assert np.isfinite(p).sum() == 2 * 3 * 5
+
+
+def test_rows_without_weighting_get_no_gain(fake):
+    _, report = fake
+    lb = report.leaderboard
+    plain = lb[lb.weighting == "none"]
+    assert set(plain.restorer) == {"bm4d", "tv_l1", "toy:b"}
+    assert set(plain.restorer_role) == {"peer", "learned"}
+    assert set(plain.loc[plain.restorer_role == "peer", "restorer"]) == {"bm4d", "tv_l1"}
+    assert set(plain.reference) == {""}
+    for m in ("mpsnr", "mssim", "sam", "ergas"):
+        assert plain[f"{m}_gain"].isna().all() and plain[f"{m}_p_holm"].isna().all()
+        assert (plain[f"{m}_gain_n"] == 0).all()
+    # Every row that takes a weighting has one, and the reference rows are no comparison.
+    weighted = lb[lb.weighting != "none"]
+    assert set(weighted.reference) == {"unweighted"}
+    ref = weighted[weighted.weighting == "unweighted"]
+    assert (ref.mpsnr_gain == 0.0).all() and ref.mpsnr_p.isna().all()
+    # On the page: the table of restorers without weighting shows – as their gain.
+    page = parse(report.html)
+    tables = [t for t in page.tables if t["head"] and t["head"][0][1]["text"] == "Restorer (role)"]
+    assert len(tables) == 2  # one per case
+    for t in tables:
+        names = sorted(row[1]["text"] for row in t["rows"])
+        assert names == ["bm4d (peer) †", "toy:b (learned, method toy)", "tv_l1 (peer)"]
+        assert {row[3]["text"] for row in t["rows"]} == {"–"}
+
+
+def test_learned_restorer_appears_in_leaderboard_and_page(fake):
+    _, report = fake
+    lb = report.leaderboard
+    toy = lb[lb.restorer == "toy"]
+    assert len(toy) == 2 * 6 and set(toy.restorer_method) == {"toy"}
+    assert set(toy.restorer_role) == {"target"} and set(toy.restorer_variant) == {""}
+    others = toy[toy.weighting != "unweighted"]
+    assert np.isfinite(others.mpsnr_gain).all() and np.isfinite(others.mpsnr_p).all()
+    assert set(toy["rank"]) == set(range(1, 7))
+    html = report.html
+    assert html.count("<h4>Restorer toy <small>(learned, method toy)</small>") == 2
+    page = parse(html)
+    heads = [[c["text"] for c in t["head"][0]] if t["head"] else [] for t in page.tables]
+    # The headline table has a column pair per weighting method and the learned restorer's MPSNR.
+    headline = next(h for h in heads if h[:3] == ["Case", "n images", "Best weighting"])
+    for col in ("Best dlw", "dlw gain (dB)", "Best toy", "toy gain (dB)", "toy:b", "bm4d"):
+        assert col in headline, (col, headline)
+    assert "learned restorers: toy, toy:b" in html
 
 
 def test_html_parses_and_holds_one_row_per_weighting(fake):
@@ -258,8 +375,8 @@ def test_html_parses_and_holds_one_row_per_weighting(fake):
     assert not page.errors and not page.stack, page.errors[:5]
     heads = [[c["text"] for c in t["head"][0]] if t["head"] else [] for t in page.tables]
     boards = [t for t, h in zip(page.tables, heads, strict=True) if h[:2] == ["Rank", "Weighting"]]
-    assert len(boards) == 2 * 2  # one per case × variational target
-    want = {"unweighted", "handcrafted", "oracle", "dlw:nn", "dlw:nn+tv"}
+    assert len(boards) == 2 * 3  # one per case × restorer taking a weighting
+    want = {"unweighted", "handcrafted", "oracle", "dlw:nn", "dlw:nn+tv", "toy:a"}
     for t in boards:
         assert "sortable" in t["class"]
         names = [row[1]["v"] for row in t["rows"]]
@@ -268,6 +385,13 @@ def test_html_parses_and_holds_one_row_per_weighting(fake):
     html = report.html
     assert "SYNTHETIC DATA" in html and "MPSNR ↑" in html and "SAM ↓" in html
     assert "Convergence warnings" in html and "67 %" in html  # the one unconverged fake solve
+    # Reference rows read "reference" in the gain column, and nothing on the page names one
+    # method as the subject of the benchmark.
+    for t in boards:
+        gains = {row[1]["v"]: row[3]["text"] for row in t["rows"]}
+        assert gains["unweighted"] == "reference" and gains["dlw:nn"].startswith("+")
+    title = re.search(r"<title>(.*)</title>", html).group(1)
+    assert "DLW" not in title and "learned weightings and restorers" in title
 
 
 def test_page_is_self_contained_and_offline(fake):
@@ -311,7 +435,7 @@ def test_hostile_strings_appear_only_escaped(tmp_path):
 
 
 def test_missing_or_bad_inputs_give_clear_errors(tmp_path):
-    results = fake_results(cases=("fake-x",), targets=("tv",), seeds=(0,), baselines=())
+    results = fake_results(cases=("fake-x",), restorers=("tv",), seeds=(0,), peers=())
     write_parquet(tmp_path / "r.parquet", results.drop(columns=["mssim"]), FAKE_META)
     with pytest.raises(ValueError, match=r"r\.parquet: missing column\(s\) \['mssim'\]"):
         read_results(tmp_path / "r.parquet")
@@ -328,3 +452,66 @@ def test_missing_or_bad_inputs_give_clear_errors(tmp_path):
         ReportOptions.from_section({"colour": 1})
     with pytest.raises(ValueError, match=r"report\.test = 'wilcoxon'"):
         ReportOptions.from_section({"test": "wilcoxon"})
+    for bad in ("", "  ", 3, None, "none"):
+        with pytest.raises(ValueError, match=r"report\.reference = "):
+            ReportOptions.from_section({"reference": bad})
+    assert ReportOptions.from_section({"reference": "handcrafted"}).reference == "handcrafted"
+    with pytest.raises(ValueError, match=r"report\.reference = 'unweigthed' is no weighting"):
+        build_report(results, None, FAKE_META, ReportOptions(reference="unweigthed"))
+    old = results.rename(columns={"restorer": "target", "weighting_seed": "seed"})
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['weighting_seed', 'restorer'\]"):
+        build_report(old, None, FAKE_META)
+
+
+def test_reference_option_in_the_report(fake):
+    _, default = fake
+    results = fake_results()
+    report = build_report(results, None, FAKE_META, ReportOptions(reference="handcrafted"))
+    lb = report.leaderboard
+    weighted = lb[lb.weighting != "none"].set_index(["case", "restorer", "weighting"])
+    before = default.leaderboard.set_index(["case", "restorer", "weighting"]).loc[weighted.index]
+    assert (weighted.xs("handcrafted", level="weighting").mpsnr_gain == 0.0).all()
+    np.testing.assert_allclose(
+        weighted.xs("unweighted", level="weighting").mpsnr_gain,
+        -before.xs("handcrafted", level="weighting").mpsnr_gain,
+    )
+    # Gains move with the reference: x − h = (x − u) − (h − u) per image, hence in the mean.
+    shift = before.xs("handcrafted", level="weighting").mpsnr_gain
+    dlw = weighted.xs("dlw:nn", level="weighting").mpsnr_gain
+    np.testing.assert_allclose(dlw, before.xs("dlw:nn", level="weighting").mpsnr_gain - shift)
+    m, m0 = report.metrics, default.metrics
+    assert m["reference"] == "handcrafted"
+    for case, e in m["cases"].items():
+        e0 = m0["cases"][case]
+        assert e["mpsnr_reference"] == e0["mpsnr_handcrafted"]
+        assert e["unweighted_gain_db"] == pytest.approx(-e0["handcrafted_gain_db"], abs=2e-4)
+        assert "handcrafted_gain_db" not in e and e["best_weighting"] != "handcrafted"
+    page = parse(report.html)
+    heads = [[c["text"] for c in t["head"][0]] if t["head"] else [] for t in page.tables]
+    boards = [t for t, h in zip(page.tables, heads, strict=True) if h[:2] == ["Rank", "Weighting"]]
+    assert len(boards) == 2 * 3
+    for t in boards:
+        gains = {row[1]["v"]: row[3]["text"] for row in t["rows"]}
+        assert gains["handcrafted"] == "reference" and gains["unweighted"].startswith("-")
+    assert "against <code>handcrafted</code>" in report.html
+
+
+def test_no_method_name_is_special(fake):
+    """Renaming a method everywhere in the results changes labels and keys only."""
+    _, default = fake
+    results = fake_results()
+    renamed = results.copy()
+    for col in ("weighting", "weighting_method", "weighting_checkpoint"):
+        renamed[col] = renamed[col].str.replace("dlw", "zzz", regex=False)
+    report = build_report(renamed, None, FAKE_META)
+    lb = report.leaderboard.set_index(["case", "restorer", "weighting"]).sort_index()
+    lb0 = default.leaderboard.copy()
+    lb0["weighting"] = lb0["weighting"].str.replace("dlw", "zzz", regex=False)
+    lb0["weighting_method"] = lb0["weighting_method"].str.replace("dlw", "zzz", regex=False)
+    lb0 = lb0.set_index(["case", "restorer", "weighting"]).sort_index()
+    pd.testing.assert_frame_equal(lb, lb0)
+    for case, e in report.metrics["cases"].items():
+        e0 = default.metrics["cases"][case]
+        assert e["best_zzz"] == e0["best_dlw"] and "best_dlw" not in e
+        assert e["best_zzz_gain_db"] == e0["best_dlw_gain_db"]
+        assert e["best_weighting_gain_db"] == e0["best_weighting_gain_db"]

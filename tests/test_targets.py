@@ -1,6 +1,6 @@
 """Target models LRTV and E3DTV: building blocks, convergence to the minimiser, agreement with an
-independent solver, recovery of a synthetic low-rank cube with sparse corruption, batches, one
-band and Neumann boundaries."""
+independent solver, recovery of a synthetic low-rank cube with sparse corruption, one band and
+Neumann boundaries (what every registered model shares: test_model_contract.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pipeline.evaluate.metrics import mpsnr
-from pipeline.models import MODELS, Solution, build_model
+from pipeline.models import MODELS, build_model
 from pipeline.models.differences import FiniteDifference
 from pipeline.models.e3dtv import E3DTV, E3DTVParams, polar
 from pipeline.models.lrtv import LRTV, LRTVParams
@@ -75,11 +75,12 @@ def low_rank_cube(seed: int, c: int = 8, h: int = 16, w: int = 16):
 
 
 def test_registry_builds_targets_with_reference_defaults():
+    # Names, classes, solution fields, batches and w-gradients: test_model_contract.py.
     for name, cls, params in (("lrtv", LRTV, LRTVParams), ("e3dtv", E3DTV, E3DTVParams)):
-        model = build_model(name)
         assert MODELS[name] == (cls, params)
-        assert isinstance(model, cls) and model.name == name
+        model = build_model(name)
         assert model.params.boundary == "neumann"  # targets: first and last bands never coupled
+        assert model.solve(cube(23, (2, 4, 8, 8))).iterations == 40  # the published codes' 40
     lrtv = build_model("lrtv").params
     assert (lrtv.nuclear, lrtv.tau, lrtv.lam, lrtv.rank) == (0.02, 0.02, 0.2, None)
     e3dtv = build_model("e3dtv").params
@@ -372,40 +373,3 @@ def test_e3dtv_with_one_band_is_anisotropic_tv():
     assert bool(a.converged.all()) and bool(b.converged.all())
     assert rms(a.x, b.x) <= 1e-5
     assert float(a.objective) == pytest.approx(float(b.objective), rel=1e-6)
-
-
-@pytest.mark.parametrize("name", TARGETS)
-@pytest.mark.parametrize("converge", [False, True])
-def test_batch_equals_per_sample(name, converge):
-    ys = [cube(20, sigma=0.05), cube(21, sigma=0.15), cube(22, sigma=0.1)]
-    ws = [weights(20, ys[0]), weights(21, ys[1], 1.0), torch.ones_like(ys[2])]
-    model = build_model(name)
-    batch = model.solve(torch.cat(ys), torch.cat(ws), converge=converge)
-    singles = [model.solve(y, w, converge=converge) for y, w in zip(ys, ws, strict=True)]
-    for b, single in enumerate(singles):
-        assert float((batch.x[b] - single.x[0]).abs().max()) <= 1e-6
-        assert int(batch.sample_iterations[b]) == single.iterations
-        assert bool(batch.converged[b]) == bool(single.converged[0])
-        assert float(batch.objective[b]) == pytest.approx(float(single.objective[0]), rel=1e-9)
-    if converge:
-        assert len({s.iterations for s in singles}) > 1
-        assert batch.iterations == max(s.iterations for s in singles)
-
-
-@pytest.mark.parametrize("name", TARGETS)
-def test_solution_fields_unrolled_mode_and_weight_gradient(name):
-    y = cube(23, (2, 4, 8, 8)).float()
-    model = build_model(name, max_iterations=300)
-    for converge in (False, True):
-        sol = model.solve(y, converge=converge)
-        assert isinstance(sol, Solution)
-        assert sol.x.shape == y.shape and sol.x.dtype == torch.float32
-        for t in (sol.primal_residual, sol.dual_residual, sol.objective, sol.converged):
-            assert t.shape == (2,)
-    assert model.solve(y).iterations == model.params.iterations == 40
-    # The unrolled iterations are differentiable in w (finite gradient, even where w = 0).
-    w = torch.ones_like(y)
-    w[:, 0, :2] = 0.0
-    w.requires_grad_(True)
-    (grad,) = torch.autograd.grad((model.solve(y, w).x ** 2).sum(), w)
-    assert bool(torch.isfinite(grad).all()) and float(grad.abs().max()) > 0

@@ -1,6 +1,7 @@
-"""DLW training with the real engines: a local Ray run logging to SQLite MLflow, the same
-against a real ``mlflow server``, and through a real two-node Ray cluster; a trial whose worker
-is killed finishes from its checkpoint; an interrupted stage resumes its experiment."""
+"""Training (the DLW method through the generic runner) with the real engines: a local Ray run
+logging to SQLite MLflow, the same against a real ``mlflow server``, and through a real two-node
+Ray cluster; a trial whose worker is killed finishes from its checkpoint; an interrupted stage
+``train@dlw`` resumes its experiment."""
 
 from __future__ import annotations
 
@@ -23,11 +24,13 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 from ray_fixtures import (
+    finish,
     free_port,
     make_dataset,
     mlflow_template,  # noqa: F401
     ray_local,  # noqa: F401
     sqlite_store,
+    tiny_method,
     tiny_params,
 )
 
@@ -58,41 +61,38 @@ def check_run_recorded(uri: str, result, epochs: int) -> None:
         run = by_trial[o.trial_id]
         assert o.mlflow_run_id == run.info.run_id
         assert run.info.status == "FINISHED"
-        assert run.data.params["source_set"] == o.source_set
-        assert "val_mpsnr" in run.data.metrics and "train_loss" in run.data.metrics
+        assert run.data.params["variant"] == o.variant
+        assert run.data.tags["method"] == "dlw"
+        for key in ("val_mpsnr", "val_score", "train_loss"):
+            assert key in run.data.metrics, key
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_mpsnr")]
         assert sorted(steps) == list(range(1, epochs + 1))
-        assert "weight_map.png" in [a.path for a in client.list_artifacts(run.info.run_id)]
-
-
-def finish(result, params, root: Path) -> dict:
-    from pipeline.train.outputs import log_weight_maps, unweighted_scores, write_outputs
-
-    data = root / "data" / "clean"
-    metrics = write_outputs(result, params, root, unweighted_scores(params, data))
-    assert log_weight_maps(result, params, data) == len(result.outcomes)
-    return metrics
+        assert "dlw.png" in [a.path for a in client.list_artifacts(run.info.run_id)]
 
 
 def test_local_ray_two_trials_log_to_sqlite(ray_local, mlflow_template, tmp_path):  # noqa: F811
-    from pipeline.train.driver import run_training
+    from pipeline.train.runner import run_training
 
     make_dataset(tmp_path)
     sqlite_store(mlflow_template, tmp_path / "mlflow.db")
     params = tiny_params(tmp_path, source_models=["tv", "nn"], source_sets=[["tv"], ["nn"]])
-    result = run_training(params, tmp_path)
+    method = tiny_method(params)
+    result = run_training(method, params, tmp_path)
     assert not result.resumed and len(result.outcomes) == 2
+    assert result.method is method and result.experiment.startswith("dlw-")
     metrics = finish(result, params, tmp_path)
     check_run_recorded(params.tracking.uri, result, epochs=2)
-    assert set(metrics["source_sets"]) == {"nn", "tv"}
+    assert metrics["method"] == "dlw" and set(metrics["variants"]) == {"nn", "tv"}
+    assert set(metrics["unweighted"]) == {"val_mpsnr_tv", "val_mpsnr_nn"}
     for name in ("nn", "tv"):
         state = torch.load(tmp_path / f"models/dlw/{name}/seed-0.pt", weights_only=True)
         assert "head.weight" in state
         info = json.loads((tmp_path / f"models/dlw/{name}/seed-0.json").read_text())
         assert info["mlflow_run_id"] and info["ray_trial_id"] and info["dataset_hash"]
-    assert (tmp_path / "reports/train_curves/nn.csv").is_file()
+    assert (tmp_path / "reports/train/dlw/curves/nn.csv").is_file()
 
-    again = run_training(params, tmp_path)  # a finished experiment is restored, not rerun
+    # A finished experiment is restored, not rerun.
+    again = run_training(tiny_method(params), params, tmp_path)
     assert again.resumed and [o.trial_id for o in again.outcomes] == [
         o.trial_id for o in result.outcomes
     ]
@@ -101,7 +101,7 @@ def test_local_ray_two_trials_log_to_sqlite(ray_local, mlflow_template, tmp_path
 def test_killed_worker_resumes_from_its_checkpoint(ray_local, mlflow_template, tmp_path):  # noqa: F811
     from ray.tune import Callback
 
-    from pipeline.train.driver import run_training
+    from pipeline.train.runner import run_training
 
     class KillOnce(Callback):
         """SIGKILL the trial's worker process once its first checkpoint is registered (Tune
@@ -121,7 +121,7 @@ def test_killed_worker_resumes_from_its_checkpoint(ray_local, mlflow_template, t
     make_dataset(tmp_path)
     sqlite_store(mlflow_template, tmp_path / "mlflow.db")
     params = tiny_params(tmp_path, epochs=3, steps_per_epoch=40, max_failures=2)
-    result = run_training(params, tmp_path, callbacks=[KillOnce()])
+    result = run_training(tiny_method(params), params, tmp_path, callbacks=[KillOnce()])
     assert KillOnce.killed, "the worker was never killed"
     (o,) = result.outcomes
     assert [h["epoch"] for h in o.history] == [1, 2, 3]  # no epoch lost, none repeated
@@ -186,7 +186,7 @@ def mlflow_server(_mlflow_server_process):
 
 
 def test_logging_to_a_real_mlflow_server(ray_local, mlflow_server, tmp_path):  # noqa: F811
-    from pipeline.train.driver import run_training
+    from pipeline.train.runner import run_training
 
     make_dataset(tmp_path)
     params = tiny_params(
@@ -195,7 +195,7 @@ def test_logging_to_a_real_mlflow_server(ray_local, mlflow_server, tmp_path):  #
         source_models=["tv", "nn"],
         source_sets=[["tv"], ["nn"]],
     )
-    result = run_training(params, tmp_path)
+    result = run_training(tiny_method(params), params, tmp_path)
     finish(result, params, tmp_path)
     check_run_recorded(mlflow_server, result, epochs=2)
     assert not (tmp_path / "mlflow.db").exists()  # nothing fell back to the embedded store
@@ -214,13 +214,13 @@ while sum(1 for n in ray.nodes() if n["Alive"]) < 2 and time.monotonic() < deadl
 nodes = sum(1 for n in ray.nodes() if n["Alive"])
 ray.shutdown()
 sys.path.insert(0, {tests!r})
-from ray_fixtures import tiny_params
-from pipeline.train.driver import run_training
+from ray_fixtures import tiny_method, tiny_params
+from pipeline.train.runner import run_training
 root = Path({root!r})
 params = tiny_params(root, source_models=["tv", "nn"], source_sets=[["tv"], ["nn"]])
-result = run_training(params, root)
+result = run_training(tiny_method(params), params, root)
 print(json.dumps({{"nodes": nodes, "experiment": result.experiment,
-                  "trials": [[o.source_set, o.trial_id, o.mlflow_run_id] for o in result.outcomes],
+                  "trials": [[o.variant, o.trial_id, o.mlflow_run_id] for o in result.outcomes],
                   "uri": params.tracking.uri}}))
 """
 
@@ -335,22 +335,26 @@ def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 90) -> No
 STAGE_PARAMS = {
     "ray": {"num_cpus": 2},
     "train": {
-        "source_models": ["tv", "nn"],
-        "source_sets": [["tv"], ["nn"]],
-        "width": 4,
-        "depth": 1,
-        "patch_size": 16,
-        "batch_size": 2,
-        "epochs": 3,
-        "steps_per_epoch": 20,
-        "val_patches": 1,
+        "methods": ["dlw"],
+        "dlw": {
+            "source_models": ["tv", "nn"],
+            "source_sets": [["tv"], ["nn"]],
+            "width": 4,
+            "depth": 1,
+            "patch_size": 16,
+            "batch_size": 2,
+            "epochs": 3,
+            "steps_per_epoch": 20,
+            "val_patches": 1,
+        },
     },
 }
 
 
 def _stage(repo: Path, env: dict) -> subprocess.Popen:
+    """``python -m stages.train dlw``: the command of DVC's stage ``train@dlw``."""
     return subprocess.Popen(
-        [sys.executable, "-m", "stages.train"],
+        [sys.executable, "-m", "stages.train", "dlw"],
         cwd=repo,
         env=env,
         stdout=subprocess.PIPE,
@@ -402,7 +406,9 @@ def test_interrupted_stage_resumes_its_experiment(mlflow_template, tmp_path):  #
     for name in ("tv", "nn"):
         info = json.loads((repo / f"models/dlw/{name}/seed-0.json").read_text())
         assert info["epochs_trained"] == 3 and info["mlflow_run_id"]
-    curves = (repo / "reports/train_curves/tv.csv").read_text().splitlines()
+    metrics = json.loads((repo / "reports/train/dlw/metrics.json").read_text())
+    assert set(metrics["variants"]) == {"nn", "tv"} and metrics["trials"] == 2
+    curves = (repo / "reports/train/dlw/curves/tv.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in curves[1:]] == ["1", "2", "3"]
     # The resumed trials continued from their checkpoints: no epoch was trained twice.
     client, runs = mlflow_runs(f"sqlite:///{repo / 'mlflow.db'}", "dlw-bench")

@@ -1,5 +1,5 @@
-"""Weight-map baselines: oracle by hand, the map contract, and the handcrafted recipe on the
-pipeline's own noise models."""
+"""Weight maps: the built-in ones (oracle by hand, the handcrafted recipe on the pipeline's own
+noise models), DLW's learned map, and the contract every weighting's map is held to."""
 
 import numpy as np
 import pytest
@@ -10,7 +10,8 @@ from scipy.stats import spearmanr
 from pipeline.degrade.registry import Case
 from pipeline.evaluate import weightings as W
 from pipeline.evaluate.metrics import weight_auc
-from pipeline.nets.dlwnet import DLWNet
+from pipeline.methods.dlw import DLW
+from pipeline.methods.dlw.net import DLWNet
 
 # AUC of −w for the true mask, over 6 seeded 31×32×32 draws: (minimum mean, minimum per draw).
 # Stripes in the σ = 50–70/255 bands of a 32-row tile are often below the noise of a column
@@ -47,13 +48,12 @@ def tiny_net():
 
 
 def choose_inputs(kind):
-    """compute_weights keyword arguments for ``kind`` on a mixture-noise cube."""
+    """compute_weights keyword arguments for the built-in ``kind`` on a mixture-noise cube."""
     y, info = degrade("mixture", smooth_cube(), seed=1)
     extra = {
         "unweighted": {},
         "oracle": {"sigma": info["sigma"], "mask": info["mask"]},
         "handcrafted": {},
-        "dlw": {"net": tiny_net()},
     }[kind]
     return y, extra
 
@@ -80,14 +80,27 @@ def test_oracle_falls_back_to_uniform_when_everything_is_corrupted():
     np.testing.assert_array_equal(w, np.ones((1, 3, 3), np.float32))
 
 
-@pytest.mark.parametrize("kind", W.WEIGHTINGS)
-def test_every_map_is_float32_finite_nonnegative_mean_one(kind):
+def test_the_built_ins_are_the_three_classical_weightings():
+    assert list(W.BUILTIN) == ["unweighted", "oracle", "handcrafted"]
+    assert W.BUILTIN["oracle"] and not W.BUILTIN["unweighted"] and not W.BUILTIN["handcrafted"]
+
+
+@pytest.mark.parametrize("kind", list(W.BUILTIN))
+def test_every_builtin_map_is_float32_finite_nonnegative_mean_one(kind):
     y, extra = choose_inputs(kind)
     w = W.compute_weights(kind, y, **extra)
     assert w.dtype == np.float32 and w.shape == y.shape
     assert np.isfinite(w).all() and (w >= 0).all()
-    tol = 2e-4 if kind == "dlw" else 1e-5  # dlw: N·softmax + 1e-4
-    assert float(w.mean(dtype=np.float64)) == pytest.approx(1.0, abs=tol)
+    assert float(w.mean(dtype=np.float64)) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_dlw_map_is_float32_positive_mean_one():
+    y, _ = choose_inputs("unweighted")
+    w = DLW.weights(tiny_net(), y)
+    assert w.dtype == np.float32 and w.shape == y.shape
+    assert np.isfinite(w).all() and (w > 0).all()
+    # N·softmax + 1e-4 (Rui et al.): mean 1 + 1e-4, up to float32 rounding
+    assert float(w.mean(dtype=np.float64)) == pytest.approx(1.0, abs=2e-4)
 
 
 @pytest.mark.parametrize(
@@ -99,7 +112,8 @@ def test_every_map_is_float32_finite_nonnegative_mean_one(kind):
         ("oracle", {"mask": np.zeros((2, 4, 4), bool)}, "needs sigma"),
         ("oracle", {"sigma": 0.0, "mask": np.zeros((2, 4, 4), bool)}, "sigma must be > 0"),
         ("oracle", {"sigma": np.ones((3, 4, 4)), "mask": False}, "does not fit"),
-        ("dlw", {}, "needs net"),
+        # learned weightings are their method's (DLW.weights), not a built-in kind
+        ("dlw", {}, "unknown weighting 'dlw'"),
     ],
 )
 def test_bad_requests_raise_clear_errors(kind, kwargs, words):
@@ -114,14 +128,69 @@ def test_non_finite_noisy_image_is_rejected():
         W.compute_weights("handcrafted", y)
 
 
-def test_dlw_kind_returns_the_nets_output():
+def test_dlw_weights_are_the_nets_output():
     net = tiny_net()
     y, _ = choose_inputs("unweighted")
     with torch.no_grad():
-        expected = net(torch.from_numpy(y[None]))[0].numpy()
-    got = W.compute_weights("dlw", y, net=net)
+        expected = net(torch.from_numpy(y[None].astype(np.float32)))[0].numpy()
+    got = DLW.weights(net, y)
     np.testing.assert_allclose(got, expected, rtol=1e-6)
     assert np.ptp(got) > 0  # a random net is not the uniform map
+
+
+def test_a_learned_weighting_computes_its_methods_map():
+    y, info = degrade("mixture", smooth_cube(4, 16, 16), seed=4)
+    item = {"noisy": y, "sigma": info["sigma"], "mask": info["mask"]}
+    net = tiny_net()
+    learned = W.Weighting("dlw:nn", "dlw", "nn", 0, "models/dlw/nn/seed-0.pt", method_cls=DLW)
+    np.testing.assert_array_equal(learned.compute(item, net), DLW.weights(net, y))
+    assert W.Weighting("unweighted").compute(item) is None  # the solvers take w = None
+    oracle = W.compute_weights("oracle", y, sigma=info["sigma"], mask=info["mask"])
+    np.testing.assert_array_equal(W.Weighting("oracle", oracle_informed=True).compute(item), oracle)
+
+
+def test_check_map_passes_a_good_map_as_float32():
+    w = np.full((2, 3, 4), 0.5)
+    got = W.check_map(w, (2, 3, 4), "dlw:nn")
+    assert got.dtype == np.float32 and got.shape == (2, 3, 4)
+    np.testing.assert_array_equal(got, 0.5)
+    np.testing.assert_array_equal(W.check_map(np.zeros((2, 3, 4)), (2, 3, 4), "x"), 0.0)
+
+
+def bad_map(kind):
+    w = np.ones((2, 3, 4), np.float32)
+    if kind == "shape":
+        return w[:, :, :3], r"weighting dlw:nn\+tv returned shape \(2, 3, 3\) for an image of"
+    if kind == "nan":
+        w[1, 2, 0] = np.nan
+    elif kind == "inf":
+        w[0, 0, 0] = np.inf
+    else:
+        w[0, 1, 1] = -1e-3
+    return w, r"weighting dlw:nn\+tv returned a non-finite or negative weight"
+
+
+@pytest.mark.parametrize("kind", ["shape", "nan", "inf", "negative"])
+def test_check_map_rejects_a_bad_map_naming_the_weighting(kind):
+    w, words = bad_map(kind)
+    with pytest.raises(ValueError, match=words):
+        W.check_map(w, (2, 3, 4), "dlw:nn+tv")
+
+
+@pytest.mark.parametrize("kind", ["shape", "nan", "negative"])
+def test_a_learned_weighting_is_held_to_the_map_contract(kind):
+    """A method's map passes :func:`check_map` before any solver sees it."""
+    w, words = bad_map(kind)
+
+    class Returns:
+        @classmethod
+        def weights(cls, part, noisy):
+            return w
+
+    item = {"noisy": np.full((2, 3, 4), 0.5, np.float32)}
+    learned = W.Weighting("dlw:nn+tv", "dlw", "nn+tv", 0, method_cls=Returns)
+    with pytest.raises(ValueError, match=words):
+        learned.compute(item)
 
 
 def gaussian_cube(sigma, seed=0):

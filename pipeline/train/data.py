@@ -1,7 +1,7 @@
 """What every learned method trains on: the clean tiles of a split, the dataset hash that names
 an experiment, random patches with the eight symmetries of the square, and noisy batches.
 
-Methods draw their own batches from these (e.g. :mod:`pipeline.methods.dlw.data`), each from a
+Each method (its package under :mod:`pipeline.methods`) draws its own batches from these, from a
 seeded stream named after the trial, so a resumed trial continues the very same batches.
 """
 

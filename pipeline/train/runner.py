@@ -95,7 +95,7 @@ def code_hash(method: type[Method]) -> str:
     import inspect
 
     own = Path(inspect.getfile(method)).resolve()
-    # A package's folder (methods/dlw), or a one-file method's file.
+    # A package's folder (methods/<name>/), or a one-file method's file.
     own = own.parent if own.name == "__init__.py" else own
     entries = [*TRAINING_CODE, *method.code]
     h = hashlib.sha256()

@@ -38,7 +38,7 @@ from pipeline.evaluate.apply import (
     restore,
     write_outputs,
 )
-from pipeline.models.strength import STRENGTH_FIELDS
+from pipeline.models.registry import MODELS
 
 log = logging.getLogger("apply")
 
@@ -60,7 +60,7 @@ def parser() -> argparse.ArgumentParser:
         "--checkpoint",
         help="trained part of a learned weighting (dlw): models/<method>/<variant>/best.pt",
     )
-    p.add_argument("--target", default="tv", help=f"one of: {', '.join(STRENGTH_FIELDS)}")
+    p.add_argument("--target", default="tv", help=f"one of: {', '.join(MODELS)}")
     p.add_argument("--out", required=True, help="output folder (created; fixed file names)")
     p.add_argument(
         "--strength",

@@ -64,25 +64,27 @@ def make_dataset(root: Path, bands: int = 8, size: int = 16) -> Path:
     return out
 
 
+# A seconds-long DLW section: width 4, 16×16 patches, TV only.
+TINY_DLW = {
+    "source_models": ["tv"],
+    "source_sets": [["tv"]],
+    "width": 4,
+    "depth": 1,
+    "patch_size": 16,
+    "batch_size": 2,
+    "epochs": 2,
+    "steps_per_epoch": 2,
+    "val_patches": 1,
+}
+
+
 def tiny_params(root: Path, tracking_uri: str | None = None, **dlw):
     """Params of a seconds-long DLW experiment (``train.dlw``; ``dlw`` overrides): width 4,
     16×16×8 patches, TV only by default. Train it with ``run_training(tiny_method(params),
     params, root)``."""
     from pipeline.config import parse_params
 
-    base = {
-        "source_models": ["tv"],
-        "source_sets": [["tv"]],
-        "width": 4,
-        "depth": 1,
-        "patch_size": 16,
-        "batch_size": 2,
-        "epochs": 2,
-        "steps_per_epoch": 2,
-        "val_patches": 1,
-        "max_failures": 0,
-    }
-    base.update(dlw)
+    base = {**TINY_DLW, "max_failures": 0, **dlw}
     uri = tracking_uri or f"sqlite:///{root / 'mlflow.db'}"
     return parse_params(
         {

@@ -22,7 +22,6 @@ from pipeline.evaluate.apply import (
 )
 from pipeline.evaluate.metrics import mpsnr
 from pipeline.models import MODELS, build_model
-from pipeline.models.strength import STRENGTH_FIELDS
 
 ROOT = Path(__file__).resolve().parents[1]
 # ``stages`` is not an installed package (only ``pipeline`` is): load the script by its path.
@@ -100,7 +99,7 @@ def test_strength_multiplier_changes_the_solve(case, tmp_path):
 
 
 def test_scaled_params_defaults_and_multipliers():
-    for target in STRENGTH_FIELDS:
+    for target in MODELS:
         defaults = MODELS[target][1]()
         assert build_model(target, **scaled_params(target, 1.0)).params == defaults
     assert scaled_params("tv", 2.0) == {"lam": 0.2}

@@ -15,26 +15,19 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 import toy_method
-from ray_fixtures import make_dataset, mlflow_template, ray_local, sqlite_store  # noqa: F401
+from ray_fixtures import (  # noqa: F401
+    TINY_DLW,
+    make_dataset,
+    mlflow_template,
+    ray_local,
+    sqlite_store,
+)
 
 from pipeline.methods import registry
 from pipeline.methods.base import SCORE, find_parts
 
 # Seconds-long params of every method: a new method must add its own (test below).
-TINY = {
-    "dlw": {
-        "source_models": ["tv"],
-        "source_sets": [["tv"]],
-        "width": 4,
-        "depth": 1,
-        "patch_size": 16,
-        "batch_size": 2,
-        "epochs": 2,
-        "steps_per_epoch": 2,
-        "val_patches": 1,
-    },
-    "toy": {"epochs": 2, "steps_per_epoch": 2},
-}
+TINY = {"dlw": TINY_DLW, "toy": {"epochs": 2, "steps_per_epoch": 2}}
 NAMES = [*registry.METHODS, "toy"]
 
 

@@ -21,7 +21,6 @@ from test_targets import cube, weights
 from pipeline.models import MODELS, Solution, build_model, models_with_role, source_models
 from pipeline.models.base import ROLES, VariationalModel
 from pipeline.models.strength import (
-    STRENGTH_FIELDS,
     reference_strengths,
     scaled_params,
     strength_fields,
@@ -64,7 +63,6 @@ def test_class_facts_are_consistent(name):
     assert cls.strength_fields and set(cls.strength_fields) <= fields
     assert len(set(cls.strength_fields)) == len(cls.strength_fields)
     assert isinstance(cls.strength_inverse, bool)
-    assert strength_fields(name) == STRENGTH_FIELDS[name]
     assert strength_fields(name) == (cls.strength_fields, cls.strength_inverse)
     default = params_cls()
     assert all(isinstance(getattr(default, f), float) for f in cls.strength_fields)
@@ -76,7 +74,6 @@ def test_class_facts_are_consistent(name):
 
 
 def test_registry_lists_follow_the_class_facts():
-    assert STRENGTH_FIELDS.keys() == MODELS.keys()
     assert source_models() == ("tv", "tvs", "nn", "tv_l1")
     costs = {name: MODELS[name][0].unrolled_cost for name in source_models()}
     assert costs == {"tv": 1.0, "tvs": 1.1, "nn": 0.45, "tv_l1": 1.0}

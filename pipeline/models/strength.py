@@ -11,7 +11,7 @@ import math
 from pipeline.models.base import VariationalModel
 from pipeline.models.registry import MODELS
 
-__all__ = ["STRENGTH_FIELDS", "reference_strengths", "scaled_params", "strength_fields"]
+__all__ = ["reference_strengths", "scaled_params", "strength_fields"]
 
 
 def strength_fields(target: str) -> tuple[tuple[str, ...], bool]:
@@ -29,10 +29,6 @@ def _model_class(target: str) -> type[VariationalModel]:
     return MODELS[target][0]
 
 
-# ``strength_fields`` of every registered model, in registry order, derived from the classes.
-STRENGTH_FIELDS: dict[str, tuple[tuple[str, ...], bool]] = {
-    name: strength_fields(name) for name in MODELS
-}
 
 
 def scaled_params(

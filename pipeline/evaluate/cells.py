@@ -46,11 +46,15 @@ def run_job(
     parts: dict | None = None,
 ) -> dict:
     """Solve one cell; the record holds the job, the metrics and the solver's diagnostics."""
-    from pipeline.evaluate.metrics import all_metrics, mpsnr
-
     start = time.perf_counter()
     x, diag = restorer.restore(item, w, job.multiplier, precision, root, parts)
-    seconds = time.perf_counter() - start
+    return score(job, item, x, diag, time.perf_counter() - start)
+
+
+def score(job: Job, item: dict[str, np.ndarray], x: np.ndarray, diag: dict, seconds: float):
+    """The record of a solved cell: the job, its metrics, the diagnostics and the time."""
+    from pipeline.evaluate.metrics import all_metrics, mpsnr
+
     if not np.all(np.isfinite(x)):
         where = f"{job.restorer} on {job.item} ({job.weighting})"
         raise FloatingPointError(f"{where}: non-finite output")
@@ -66,17 +70,45 @@ def run_job(
 
 
 def run_group(
-    jobs: list[Job], payload: dict, threads: int, precision: str = "float64"
+    jobs: list[Job], payload: dict, threads: int, precision: str = "float64", batch: int = 1
 ) -> list[dict]:
-    """A Ray task: the jobs in order, torch pinned to ``threads`` threads."""
+    """A Ray task: the jobs in order, torch pinned to ``threads`` threads. With ``batch`` > 1,
+    runs of consecutive jobs that share a model restorer, a strength, an image shape and
+    whether they have a map are solved as one batch of at most ``batch`` samples (each sample
+    stops on its own; the time of a batch is shared equally by its cells)."""
     import torch
 
     torch.set_num_threads(max(1, int(threads)))
     items, weights, restorers = payload["items"], payload["weights"], payload["restorers"]
     root, parts = payload.get("root"), {}
-    out = []
+
+    def w_of(job: Job):
+        return weights.get(weight_key(job.weighting, job.weighting_seed, job.item))
+
+    def kind(job: Job) -> tuple:
+        r = restorers[(job.restorer, job.restorer_seed)]
+        if r.kind != "model":
+            return (id(job),)  # solved alone
+        return (job.restorer, job.multiplier, items[job.item]["noisy"].shape, w_of(job) is None)
+
+    runs: list[list[Job]] = []
     for job in jobs:
-        w = weights.get(weight_key(job.weighting, job.weighting_seed, job.item))
-        restorer = restorers[(job.restorer, job.restorer_seed)]
-        out.append(run_job(job, items[job.item], w, restorer, precision, root, parts))
+        if runs and len(runs[-1]) < batch and kind(runs[-1][0]) == kind(job):
+            runs[-1].append(job)
+        else:
+            runs.append([job])
+    out = []
+    for run in runs:
+        restorer = restorers[(run[0].restorer, run[0].restorer_seed)]
+        if len(run) == 1:
+            job = run[0]
+            out.append(run_job(job, items[job.item], w_of(job), restorer, precision, root, parts))
+            continue
+        start = time.perf_counter()
+        solved = restorer.restore_batch(
+            [items[j.item] for j in run], [w_of(j) for j in run], run[0].multiplier, precision
+        )
+        seconds = (time.perf_counter() - start) / len(run)
+        for job, (x, diag) in zip(run, solved, strict=True):
+            out.append(score(job, items[job.item], x, diag, seconds))
     return out

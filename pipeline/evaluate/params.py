@@ -71,8 +71,18 @@ class EvaluateParams:
     weightings: list[str] = field(default_factory=_default_weightings)
     # Restorers and their parameter overrides (validated against the model's own params).
     restorers: dict[str, dict[str, Any]] = field(default_factory=_default_restorers)
-    # Multipliers of each restorer's reference strengths, tuned on val (docs/conventions.md).
+    # Multipliers of each restorer's reference strengths, tuned on val (docs/conventions.md):
+    # the starting grid; a best value on its edge extends it (× the edge's spacing, up to
+    # `extend` times per edge), then `refine` rounds halve the spacing around the best in log
+    # scale. A best value still on the edge after `extend` steps is reported (strength_on_edge).
     grid: list[float] = field(default_factory=lambda: [0.25, 1.0, 4.0])
+    extend: int = 3
+    refine: int = 1
+    # Samples per batched solve of a model (1: one cell at a time, the fastest on a CPU for the
+    # default 32×32×31 cubes: benchmarks/evaluate_engine.py; GPUs want more).
+    batch: int = 1
+    # Reuse solved cells from runs/cache/cells (keyed by content; safe to delete).
+    cache: bool = True
     # Arithmetic of the converged solves: float32 is ≈ 25 % faster than float64 and changes
     # MPSNR by < 1e-3 dB at the default tolerances (benchmarks/tolerance.py).
     precision: Literal["float32", "float64"] = "float32"
@@ -113,5 +123,8 @@ class EvaluateParams:
         for i, m in enumerate(self.grid):
             require(m > 0, f"{key('grid')}[{i}]", m, "multipliers must be > 0")
         require(len(set(self.grid)) == len(self.grid), key("grid"), self.grid, "repeated value")
+        require(self.extend >= 0, key("extend"), self.extend, "must be ≥ 0")
+        require(self.refine >= 0, key("refine"), self.refine, "must be ≥ 0")
+        require(self.batch >= 1, key("batch"), self.batch, "must be ≥ 1")
         require(self.gallery_images >= 0, key("gallery_images"), self.gallery_images, "≥ 0")
         require(self.cpu > 0, key("cpu"), self.cpu, "must be > 0")

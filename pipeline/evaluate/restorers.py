@@ -71,6 +71,84 @@ class Restorer:
     def key(self) -> tuple[str, int]:
         return (self.label, self.seed)
 
+    def model_params(self, multiplier: float) -> dict[str, Any]:
+        """A model's complete parameters at ``multiplier`` (overrides, scaled strength, the
+        defaults of every other field)."""
+        from pipeline.models import MODELS
+        from pipeline.models.strength import scaled_params
+        from pipeline.schema import parse_dataclass, to_plain
+
+        params = {**self.overrides, **scaled_params(self.label, multiplier, self.overrides)}
+        return to_plain(parse_dataclass(MODELS[self.label][1], params, self.label))
+
+    def identity(self, multiplier: float) -> dict[str, Any]:
+        """What the cell cache keys this restorer by at ``multiplier``
+        (:mod:`pipeline.evaluate.cache`): parameters, and a hash of the code (and weights)
+        that compute it."""
+        from pipeline.evaluate.cache import source_hash
+
+        if self.kind == "model":
+            return {
+                "label": self.label,
+                "params": self.model_params(multiplier),
+                "code": source_hash("models"),
+            }
+        if self.kind == "baseline":
+            from importlib import metadata
+
+            return {
+                "label": self.label,
+                "code": source_hash("evaluate/baselines.py"),
+                "version": metadata.version(self.label),
+            }
+        import hashlib
+        import inspect
+
+        own = Path(inspect.getfile(self.method_cls)).resolve()
+        own = own.parent if own.name == "__init__.py" else own
+        path = Path(self.path)
+        return {
+            "method": self.method,
+            "variant": self.variant,
+            "code": source_hash(own),
+            "checkpoint": hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "",
+        }
+
+    def restore_batch(
+        self,
+        items: list[dict[str, np.ndarray]],
+        ws: list[np.ndarray | None],
+        multiplier: float,
+        precision: str,
+    ) -> list[tuple[np.ndarray, dict[str, Any]]]:
+        """Several images of one shape, solved in one batch by a model (samples stop on their
+        own: the batch equals the per-sample solves). ``ws`` are all maps or all None."""
+        import torch
+
+        from pipeline.models import build_model
+
+        if self.kind != "model" or len(items) == 1:
+            pairs = zip(items, ws, strict=True)
+            return [self.restore(it, w, multiplier, precision) for it, w in pairs]
+        model = build_model(self.label, **self.model_params(multiplier))
+        model.converge_dtype = getattr(torch, precision)
+        y = torch.from_numpy(np.stack([it["noisy"] for it in items]))
+        wt = None if ws[0] is None else torch.from_numpy(np.stack(ws))
+        with torch.no_grad():
+            sol = model.solve(y, wt, converge=True)
+        return [
+            (
+                sol.x[i].numpy(),
+                {
+                    "iterations": int(sol.sample_iterations[i]),
+                    "primal_residual": float(sol.primal_residual[i]),
+                    "dual_residual": float(sol.dual_residual[i]),
+                    "converged": bool(sol.converged[i]),
+                },
+            )
+            for i in range(len(items))
+        ]
+
     def reference_strengths(self) -> dict[str, float]:
         """What multiplier 1 means (empty for a learned or untuned restorer)."""
         if self.kind != "model":

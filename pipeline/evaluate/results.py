@@ -81,6 +81,7 @@ RESULT_COLUMNS = [
     "primal_residual",
     "dual_residual",
     "converged",
+    "cached",
     "git_commit",
     "params_hash",
     "dataset_hash",
@@ -193,6 +194,7 @@ def results_table(run: dict, provenance: dict[str, str], run_ids: dict[tuple, st
                 "primal_residual": r["primal_residual"],
                 "dual_residual": r["dual_residual"],
                 "converged": bool(r["converged"]),
+                "cached": bool(r.get("cached", False)),  # read back from the cell cache
                 **provenance,
                 "mlflow_run_id": run_ids.get(run_key(r), ""),
                 "weighting_checkpoint": wt.path,

@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pipeline.evaluate.cache import CellCache
 from pipeline.evaluate.cells import NO_WEIGHTING, Job, run_group, weight_key
 from pipeline.evaluate.params import EvaluateParams
 from pipeline.evaluate.restorers import Restorer, check_restorers, plan_restorers
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 __all__ = ["check_restorers", "choose", "load_items", "run_transfer"]
 
 NONE = Weighting(NO_WEIGHTING)
+CACHE_DIR = Path("runs") / "cache" / "cells"  # engine state: not in git, not a DVC out
 
 
 def _band_to_show(sigma: np.ndarray, mask: np.ndarray) -> int:
@@ -97,34 +100,127 @@ def _combos(restorer: Restorer, weightings: list[Weighting]) -> list[Weighting]:
     return weightings if restorer.weighted else [NONE]
 
 
-def plan_tuning(
-    p: EvaluateParams, meta: list[dict], restorers: list[Restorer], weightings: list[Weighting]
-) -> list[list[Job]]:
+def tuning_keys(meta: list[dict], restorers: list[Restorer], weightings: list[Weighting]):
+    """Every (restorer, its seed, case, weighting, its seed) whose strength is tuned."""
+    cases = sorted({r["case"] for r in meta if r["split"] == "val"})
+    return [
+        (r.label, r.seed, case, w.label, w.seed)
+        for r in restorers
+        if r.tuned
+        for w in _combos(r, weightings)
+        for case in cases
+    ]
+
+
+def tuning_jobs(meta: list[dict], todo: dict[tuple, list[float]]) -> list[list[Job]]:
+    """Jobs on every val image for each key's new multipliers; one Ray task per (restorer,
+    val image, multiplier), holding every weighting."""
     groups: dict[tuple, list[Job]] = {}
     for row in (r for r in meta if r["split"] == "val"):
-        for r in (r for r in restorers if r.tuned):
-            for w in _combos(r, weightings):
-                for m in p.grid:
-                    job = Job("tune", r.label, r.seed, w.label, w.seed, float(m), row["key"])
-                    groups.setdefault(("tune", r.key, row["key"], m), []).append(job)
+        for key, ms in todo.items():
+            label, seed, case, weighting, w_seed = key
+            if row["case"] != case:
+                continue
+            for m in ms:
+                job = Job("tune", label, seed, weighting, w_seed, float(m), row["key"])
+                groups.setdefault((label, seed, row["key"], m), []).append(job)
     return list(groups.values())
 
 
-def choose(tuning: list[dict], grid: list[float]) -> dict[tuple, dict]:
-    """(restorer, restorer seed, case, weighting, weighting seed) → the chosen multiplier, its
-    mean val MPSNR and whether it lies on the grid's edge."""
+def scores_by_key(tuning: list[dict]) -> dict[tuple, dict[float, float]]:
+    """(restorer, seed, case, weighting, seed) → multiplier → mean val MPSNR."""
     table: dict[tuple, dict[float, list[float]]] = {}
     for r in tuning:
         case = r["item"].split("/")[1]
         key = (r["restorer"], r["restorer_seed"], case, r["weighting"], r["weighting_seed"])
         table.setdefault(key, {}).setdefault(r["multiplier"], []).append(r["mpsnr"])
-    edges = (min(grid), max(grid)) if len(grid) > 1 else ()
+    return {k: {m: float(np.mean(v)) for m, v in by_m.items()} for k, by_m in table.items()}
+
+
+def _best(scores: dict[float, float]) -> float:
+    # Ties (to 1e-9 dB): the multiplier nearest 1, the reference strength.
+    return max(scores, key=lambda m: (round(scores[m], 9), -abs(math.log(m))))
+
+
+def next_multipliers(
+    scores: dict[float, float], grid: list[float], extended: dict[str, int], p: EvaluateParams
+) -> list[float]:
+    """The strengths to try next for one key: past the edge the best lies on (one step of the
+    grid's spacing at that edge, at most ``p.extend`` per edge); none once it is interior."""
+    tried = sorted(scores)
+    best = _best(scores)
+    g = sorted(grid)
+    if len(g) < 2:
+        return []
+    if best == tried[0] and extended["low"] < p.extend:
+        extended["low"] += 1
+        return [best / (g[1] / g[0])]
+    if best == tried[-1] and extended["high"] < p.extend:
+        extended["high"] += 1
+        return [best * (g[-1] / g[-2])]
+    return []
+
+
+def refinements(scores: dict[float, float]) -> list[float]:
+    """Geometric midpoints between the best multiplier and its tried neighbours."""
+    tried = sorted(scores)
+    i = tried.index(_best(scores))
+    out = []
+    for j in (i - 1, i + 1):
+        if 0 <= j < len(tried):
+            mid = math.sqrt(tried[i] * tried[j])
+            if all(abs(math.log(mid / t)) > 1e-9 for t in tried):
+                out.append(mid)
+    return out
+
+
+def choose(tuning: list[dict], grid: list[float], limits: dict | None = None) -> dict[tuple, dict]:
+    """(restorer, restorer seed, case, weighting, weighting seed) → the chosen multiplier, its
+    mean val MPSNR and whether it lies on an edge of what was searched. ``limits``: per key, the
+    multipliers that count as edges (the bracket limits); default: the ends of ``grid``."""
+    default = (min(grid), max(grid)) if len(grid) > 1 else ()
     chosen = {}
-    for key, by_m in table.items():
-        scores = {m: float(np.mean(v)) for m, v in by_m.items()}
-        best = max(scores, key=lambda m: (round(scores[m], 9), -abs(math.log(m))))
+    for key, scores in scores_by_key(tuning).items():
+        best = _best(scores)
+        edges = (limits or {}).get(key, default)
         chosen[key] = {"multiplier": best, "val_mpsnr": scores[best], "on_edge": best in edges}
     return chosen
+
+
+def tune(
+    p: EvaluateParams, meta: list[dict], restorers, weightings, run_jobs
+) -> tuple[list[dict], dict[tuple, dict]]:
+    """Strengths tuned on val in rounds (``docs/conventions.md``, "Fair comparison"): the grid,
+    then extensions past an edge the best lies on (up to ``p.extend`` per edge), then ``p.refine``
+    rounds of midpoints around the best. ``run_jobs(groups, desc)`` solves the jobs."""
+    keys = tuning_keys(meta, restorers, weightings)
+    records: list[dict] = []
+    extended = {k: {"low": 0, "high": 0} for k in keys}
+    todo = {k: list(p.grid) for k in keys}
+    refined, rounds = 0, 0
+    while todo:
+        rounds += 1
+        records += run_jobs(tuning_jobs(meta, todo), f"tuning on val ({rounds})")
+        scores = scores_by_key(records)
+        todo = {}
+        for k in keys:
+            more = next_multipliers(scores[k], p.grid, extended[k], p)
+            if more:
+                todo[k] = more
+        if not todo and refined < p.refine:
+            refined += 1
+            todo = {k: ms for k in keys if (ms := refinements(scores[k]))}
+    scores = scores_by_key(records)
+    limits = {}
+    for k in keys:
+        tried = sorted(scores[k])
+        # An edge counts only where the search could not go further: the bracket limit.
+        limits[k] = tuple(
+            t
+            for t, side in ((tried[0], "low"), (tried[-1], "high"))
+            if extended[k][side] >= p.extend and len(p.grid) > 1
+        )
+    return records, choose(records, p.grid, limits)
 
 
 def plan_test(
@@ -148,26 +244,88 @@ def plan_test(
     return list(groups.values())
 
 
-def execute(groups: list[list[Job]], payload: dict, p: EvaluateParams, desc: str) -> list[dict]:
-    """Fan the groups out as Ray tasks (``p.cpu`` CPUs each); records in submission order."""
+def execute(
+    groups: list[list[Job]],
+    payload: dict,
+    p: EvaluateParams,
+    desc: str,
+    cache: CellCache | None = None,
+    key_of=None,
+) -> list[dict]:
+    """Fan the groups out as Ray tasks (``p.cpu`` CPUs each); records in submission order.
+    Cells found in ``cache`` (under ``key_of(job)``) are read back, not solved; solved ones are
+    stored. Each record says whether it was ``cached``."""
     import ray
     from tqdm import tqdm
 
-    ref = ray.put(payload)
-    task = ray.remote(num_cpus=p.cpu)(run_group)
-    threads = max(1, int(p.cpu))
-    futures = [task.remote(g, ref, threads, p.precision) for g in groups]
-    index = {f: i for i, f in enumerate(futures)}
-    results: list[list[dict] | None] = [None] * len(futures)
-    pending = list(futures)
-    jobs = sum(len(g) for g in groups)
-    with tqdm(total=jobs, desc=desc, unit="solve", mininterval=2.0) as bar:
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            i = index[done[0]]
-            results[i] = ray.get(done[0])
-            bar.update(len(groups[i]))
-    return [r for group in results for r in group]  # type: ignore[union-attr]
+    flat = [job for g in groups for job in g]
+    records: list[dict | None] = [None] * len(flat)
+    keys: list[str | None] = [None] * len(flat)
+    todo: list[list[int]] = []
+    start = 0
+    for g in groups:
+        missing = []
+        for i in range(start, start + len(g)):
+            if cache is not None and key_of is not None:
+                keys[i] = key_of(flat[i])
+                hit = cache.get(keys[i])
+                if hit is not None:
+                    records[i] = {**hit, **asdict(flat[i]), "cached": True}
+                    continue
+            missing.append(i)
+        if missing:
+            todo.append(missing)
+        start += len(g)
+    if todo:
+        ref = ray.put(payload)
+        task = ray.remote(num_cpus=p.cpu)(run_group)
+        threads = max(1, int(p.cpu))
+        futures = [
+            task.remote([flat[i] for i in idx], ref, threads, p.precision, p.batch) for idx in todo
+        ]
+        index = {f: n for n, f in enumerate(futures)}
+        pending = list(futures)
+        with tqdm(total=sum(map(len, todo)), desc=desc, unit="solve", mininterval=2.0) as bar:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                idx = todo[index[done[0]]]
+                for i, record in zip(idx, ray.get(done[0]), strict=True):
+                    if cache is not None and keys[i] is not None:
+                        cache.put(keys[i], record)
+                    records[i] = {**record, "cached": False}
+                bar.update(len(idx))
+    return records  # type: ignore[return-value]
+
+
+class CellKeys:
+    """The cache key of a job (:func:`pipeline.evaluate.cache.cell_key`), with the hashes of the
+    maps, the items and the restorers' identities computed once."""
+
+    def __init__(self, p: EvaluateParams, meta: list[dict], maps: dict, restorers) -> None:
+        self.p = p
+        self.items = {r["key"]: f"{r['sha256']}:{r['clean_sha256']}" for r in meta}
+        self.maps = {k: array_sha256(w) for k, w in maps.items()}
+        self.restorers = {r.key: r for r in restorers}
+        self.identities: dict[tuple, dict] = {}
+
+    def __call__(self, job: Job) -> str:
+        from pipeline.evaluate.cache import cell_key
+
+        rkey = (job.restorer, job.restorer_seed, job.multiplier)
+        if rkey not in self.identities:
+            r = self.restorers[(job.restorer, job.restorer_seed)]
+            self.identities[rkey] = r.identity(job.multiplier)
+        # No map (w = None: unweighted, or a restorer without weighting) is one and the same solve.
+        w_hash = self.maps.get(weight_key(job.weighting, job.weighting_seed, job.item), "-")
+        return cell_key(
+            restorer=self.identities[rkey],
+            weight_hash=w_hash,
+            item_hash=self.items[job.item],
+            multiplier=job.multiplier,
+            precision=self.p.precision,
+            phase=job.phase,
+            band=job.band,
+        )
 
 
 def run_transfer(root: Path, p: EvaluateParams, device: str = "cpu") -> dict[str, Any]:
@@ -195,9 +353,13 @@ def run_transfer(root: Path, p: EvaluateParams, device: str = "cpu") -> dict[str
         "root": str(root),
     }
 
-    tune_groups = plan_tuning(p, meta, restorers, weightings)
-    tuning = execute(tune_groups, payload, p, "tuning on val")
-    chosen = choose(tuning, p.grid)
+    cache = CellCache(root / CACHE_DIR if p.cache else None)
+    key_of = CellKeys(p, meta, maps, restorers)
+
+    def run_jobs(groups: list[list[Job]], desc: str) -> list[dict]:
+        return execute(groups, payload, p, desc, cache, key_of)
+
+    tuning, chosen = tune(p, meta, restorers, weightings, run_jobs)
 
     test_ids = sorted({r["image_id"] for r in meta if r["split"] == "test"})
     shown = set(test_ids[: p.gallery_images])
@@ -206,7 +368,14 @@ def run_transfer(root: Path, p: EvaluateParams, device: str = "cpu") -> dict[str
         for r in meta
         if r["split"] == "test" and r["image_id"] in shown
     }
-    test = execute(plan_test(meta, restorers, weightings, chosen, bands), payload, p, "test cells")
+    test = run_jobs(plan_test(meta, restorers, weightings, chosen, bands), "test cells")
+    log.info(
+        "cell cache %s: %d cells read back, %d solved%s",
+        cache.folder or "off",
+        cache.hits,
+        cache.misses,
+        f"; {len(cache.corrupt)} corrupt entries solved again" if cache.corrupt else "",
+    )
     return {
         "tuning": tuning,
         "test": test,
@@ -217,4 +386,5 @@ def run_transfer(root: Path, p: EvaluateParams, device: str = "cpu") -> dict[str
         "bands": bands,
         "weightings": weightings,
         "restorers": restorers,
+        "cache": cache,
     }

@@ -56,6 +56,8 @@ TINY = {
             "toy": {},
         },
         "grid": [0.5, 2.0],
+        "extend": 0,  # the grid alone, as the table written before the Method interface
+        "refine": 0,
         "gallery_images": 1,
     },
     "report": {"confidence": 0.9},

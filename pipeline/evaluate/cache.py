@@ -23,6 +23,7 @@ out) and is safe to delete at any time.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -34,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.io import canonical_json, json_sha256, write_bytes
+from pipeline.io import array_sha256, canonical_json, json_sha256, write_bytes
 
 __all__ = ["CellCache", "cell_key", "source_hash"]
 
@@ -57,11 +58,18 @@ def source_hash(*entries: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+@functools.cache
 def _version(name: str) -> str:
     try:
         return importlib_metadata.version(name)
     except importlib_metadata.PackageNotFoundError:
         return "not installed"
+
+
+@functools.lru_cache(maxsize=1)
+def _metrics_hash() -> str:
+    # Read once per process: a key is computed for every cell.
+    return source_hash("evaluate/metrics.py")
 
 
 def cell_key(
@@ -86,10 +94,32 @@ def cell_key(
             "precision": precision,
             "phase": phase,
             "band": int(band),
-            "metrics": source_hash("evaluate/metrics.py"),
+            "metrics": _metrics_hash(),
             "versions": {n: _version(n) for n in ("torch", "numpy", "scipy")},
         }
     )
+
+
+def map_identity(weighting, root: Path, device: str) -> dict[str, Any]:
+    """What a learned weighting's maps depend on besides the image: the method's code, the
+    checkpoint's bytes, the device and the package versions (computed once per weighting)."""
+    import inspect
+
+    own = Path(inspect.getfile(weighting.method_cls)).resolve()
+    own = own.parent if own.name == "__init__.py" else own
+    return {
+        "format": FORMAT,
+        "map": weighting.label,
+        "code": source_hash(own),
+        "checkpoint": hashlib.sha256((Path(root) / weighting.path).read_bytes()).hexdigest(),
+        "device": device,
+        "versions": {n: _version(n) for n in ("torch", "numpy")},
+    }
+
+
+def map_key(identity: dict[str, Any], item_hash: str) -> str:
+    """The content key of one image's map (:func:`map_identity` and the image's hash)."""
+    return json_sha256({**identity, "item": item_hash})
 
 
 def _encode(record: dict[str, Any]) -> dict[str, Any]:
@@ -154,3 +184,39 @@ class CellCache:
         plain = json.loads(canonical_json(_encode(record)))
         entry = {"key": key, "sha256": json_sha256(plain), "record": plain}
         write_bytes(self._path(key), canonical_json(entry).encode("utf-8"))
+
+    # Learned weight maps (a network's forward pass per image): ``maps/<key>.npz`` holding the
+    # array and its content hash, checked on reading like the cells.
+
+    def _array_path(self, key: str) -> Path:
+        assert self.folder is not None
+        return self.folder.parent / "maps" / key[:2] / f"{key}.npz"
+
+    def get_array(self, key: str) -> np.ndarray | None:
+        if self.folder is None:
+            return None
+        path = self._array_path(key)
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                a, stored = z["a"], bytes(z["sha256"]).decode()
+            ok = stored == array_sha256(a)
+        except (OSError, ValueError, KeyError, UnicodeDecodeError):
+            ok = False
+        if not ok:
+            log.warning("map cache: %s is corrupt (hash mismatch); computing it again", path)
+            self.corrupt.append(str(path))
+            path.unlink(missing_ok=True)
+            return None
+        return a
+
+    def put_array(self, key: str, a: np.ndarray) -> None:
+        if self.folder is None:
+            return
+        import io
+
+        buf = io.BytesIO()
+        digest = np.frombuffer(array_sha256(a).encode(), dtype=np.uint8)
+        np.savez(buf, a=a, sha256=digest)
+        write_bytes(self._array_path(key), buf.getvalue())

@@ -81,17 +81,38 @@ def load_items(root: Path, manifest, cases: list[str] | None) -> tuple[dict, lis
     return items, meta
 
 
-def weight_maps(items: dict, meta: list[dict], weightings: list[Weighting], root: Path,
-                device: str = "cpu") -> dict:  # fmt: skip
+def weight_maps(
+    items: dict,
+    meta: list[dict],
+    weightings: list[Weighting],
+    root: Path,
+    device: str = "cpu",
+    cache: CellCache | None = None,
+) -> dict:
     """Every weighting's map for every image, computed once (learned parts loaded once, on
-    ``device``)."""
+    ``device``). A learned map is kept in ``cache`` under its method's code, its checkpoint's
+    bytes and the image's hash, so a rerun does not run the networks again."""
+    from pipeline.evaluate.cache import map_identity, map_key
+
     maps = {}
     for wt in weightings:
-        part = None if wt.method_cls is None else wt.method_cls.load(root / wt.path, device)
+        part, keys = None, {}
+        if wt.method_cls is not None and cache is not None and cache.folder is not None:
+            ident = map_identity(wt, root, device)
+            keys = {row["key"]: map_key(ident, row["sha256"]) for row in meta}
+            cached = {k: cache.get_array(key) for k, key in keys.items()}
+            if all(a is not None for a in cached.values()):
+                for k, a in cached.items():
+                    maps[weight_key(wt.label, wt.seed, k)] = a
+                continue
+        if wt.method_cls is not None:
+            part = wt.method_cls.load(root / wt.path, device)
         for row in meta:
             w = wt.compute(items[row["key"]], part)
             if w is not None:
                 maps[weight_key(wt.label, wt.seed, row["key"])] = w
+                if row["key"] in keys:
+                    cache.put_array(keys[row["key"]], w)
     return maps
 
 
@@ -345,7 +366,8 @@ def run_transfer(root: Path, p: EvaluateParams, device: str = "cpu") -> dict[str
         len({r["image_id"] for r in meta if r["split"] == "val"}),
         len({r["image_id"] for r in meta if r["split"] == "test"}),
     )
-    maps = weight_maps(items, meta, weightings, root, device)
+    cache = CellCache(root / CACHE_DIR if p.cache else None)
+    maps = weight_maps(items, meta, weightings, root, device, cache)
     payload = {
         "items": items,
         "weights": maps,
@@ -353,7 +375,6 @@ def run_transfer(root: Path, p: EvaluateParams, device: str = "cpu") -> dict[str
         "root": str(root),
     }
 
-    cache = CellCache(root / CACHE_DIR if p.cache else None)
     key_of = CellKeys(p, meta, maps, restorers)
 
     def run_jobs(groups: list[list[Job]], desc: str) -> list[dict]:

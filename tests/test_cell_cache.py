@@ -258,3 +258,17 @@ def test_results_are_identical_with_and_without_the_cache(tmp_path, ray_local): 
     for a, b, c in zip(cold, warm, plain, strict=True):
         assert a["mpsnr"] == b["mpsnr"] == c["mpsnr"]
         assert a["multiplier"] == b["multiplier"] == c["multiplier"]
+
+
+def test_maps_round_trip_and_a_corrupt_map_is_not_used(tmp_path):
+    cache = CellCache(tmp_path / "cells")
+    w = np.random.default_rng(1).random((3, 4, 5)).astype(np.float32)
+    cache.put_array("12" * 32, w)
+    back = cache.get_array("12" * 32)
+    assert back.dtype == np.float32 and np.array_equal(back, w)
+    path = tmp_path / "maps" / "12" / f"{'12' * 32}.npz"
+    raw = bytearray(path.read_bytes())
+    raw[-200] ^= 0xFF  # one flipped byte inside the archive
+    path.write_bytes(bytes(raw))
+    assert cache.get_array("12" * 32) is None and cache.corrupt == [str(path)]
+    assert not path.exists() and CellCache(None).get_array("12" * 32) is None

@@ -202,7 +202,7 @@ class CellCache:
             with np.load(path, allow_pickle=False) as z:
                 a, stored = z["a"], bytes(z["sha256"]).decode()
             ok = stored == array_sha256(a)
-        except (OSError, ValueError, KeyError, UnicodeDecodeError):
+        except Exception:  # a damaged archive: BadZipFile, EOFError, ValueError, OSError, …
             ok = False
         if not ok:
             log.warning("map cache: %s is corrupt (hash mismatch); computing it again", path)

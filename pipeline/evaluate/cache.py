@@ -37,7 +37,7 @@ import numpy as np
 
 from pipeline.io import array_sha256, canonical_json, json_sha256, write_bytes
 
-__all__ = ["CellCache", "cell_key", "source_hash"]
+__all__ = ["CellCache", "cell_key", "map_identity", "map_key", "method_hash", "source_hash"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,14 @@ def source_hash(*entries: str | os.PathLike) -> str:
             h.update(f.name.encode())
             h.update(f.read_bytes())
     return h.hexdigest()
+
+
+def method_hash(method_cls: type) -> str:
+    """:func:`source_hash` of a learned method's code: its package folder (or its one file)."""
+    import inspect
+
+    own = Path(inspect.getfile(method_cls)).resolve()
+    return source_hash(own.parent if own.name == "__init__.py" else own)
 
 
 @functools.cache
@@ -103,14 +111,10 @@ def cell_key(
 def map_identity(weighting, root: Path, device: str) -> dict[str, Any]:
     """What a learned weighting's maps depend on besides the image: the method's code, the
     checkpoint's bytes, the device and the package versions (computed once per weighting)."""
-    import inspect
-
-    own = Path(inspect.getfile(weighting.method_cls)).resolve()
-    own = own.parent if own.name == "__init__.py" else own
     return {
         "format": FORMAT,
         "map": weighting.label,
-        "code": source_hash(own),
+        "code": method_hash(weighting.method_cls),
         "checkpoint": hashlib.sha256((Path(root) / weighting.path).read_bytes()).hexdigest(),
         "device": device,
         "versions": {n: _version(n) for n in ("torch", "numpy")},

@@ -102,15 +102,14 @@ class Restorer:
                 "version": metadata.version(self.label),
             }
         import hashlib
-        import inspect
 
-        own = Path(inspect.getfile(self.method_cls)).resolve()
-        own = own.parent if own.name == "__init__.py" else own
+        from pipeline.evaluate.cache import method_hash
+
         path = Path(self.path)
         return {
             "method": self.method,
             "variant": self.variant,
-            "code": source_hash(own),
+            "code": method_hash(self.method_cls),
             "checkpoint": hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "",
         }
 

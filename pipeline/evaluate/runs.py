@@ -28,32 +28,45 @@ METRICS = ("mpsnr", "mssim", "sam", "ergas")
 
 
 def _gallery_png(run: dict, key: tuple) -> bytes | None:
-    """Noisy band, weight map and restoration of the first gallery image (last case)."""
+    """Noisy band, weight map and restoration of the first gallery image (last case), side by
+    side (4× nearest-neighbour, greys in [0, 1], the map in magma up to its 99th percentile),
+    with a caption line. Drawn with Pillow: one picture per MLflow run, so it must be cheap."""
     picks = [r for r in run["test"] if "x_band" in r and run_key(r) == key]
     if not picks:
         return None
+    from matplotlib import colormaps
+    from PIL import Image, ImageDraw
+
     weighting, seed, restorer, _ = key
     r = sorted(picks, key=lambda r: r["item"])[-1]
     item, band = run["items"][r["item"]], run["bands"][r["item"]]
     w = run["maps"].get(weight_key(weighting, seed, r["item"]))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     panels = [("noisy", item["noisy"][band]), ("restored", r["x_band"])]
     if w is not None:
         panels.insert(1, ("weights", w[band]))
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.2 * len(panels), 2.4))
-    for ax, (title, img) in zip(np.atleast_1d(axes), panels, strict=True):
-        vmax = float(np.percentile(img, 99)) if title == "weights" else 1.0
-        ax.imshow(img, cmap="magma" if title == "weights" else "gray", vmin=0, vmax=vmax or 1)
-        ax.set_title(f"{title} (band {band})", fontsize=8)
-        ax.axis("off")
-    fig.suptitle(f"{r['item']} · {weighting} · {restorer}", fontsize=8)
+    scale, pad, top = 4, 6, 28
+    tiles = []
+    for title, img in panels:
+        a = np.asarray(img, dtype=np.float64)
+        if title == "weights":
+            vmax = float(np.percentile(a, 99)) or 1.0
+            rgb = colormaps["magma"](np.clip(a / vmax, 0, 1))[..., :3]
+        else:
+            rgb = np.repeat(np.clip(a, 0, 1)[..., None], 3, axis=2)
+        tile = Image.fromarray(np.round(rgb * 255).astype(np.uint8), "RGB")
+        tiles.append((title, tile.resize((a.shape[1] * scale, a.shape[0] * scale), Image.NEAREST)))
+    width = sum(t.width for _, t in tiles) + pad * (len(tiles) + 1)
+    height = max(t.height for _, t in tiles) + top + pad
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((pad, 2), f"{r['item']} · {weighting} · {restorer} · band {band}", fill="black")
+    x = pad
+    for title, tile in tiles:
+        draw.text((x, 15), title, fill="black")
+        canvas.paste(tile, (x, top))
+        x += tile.width + pad
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, metadata={"Software": None})
-    plt.close(fig)
+    canvas.save(buf, format="PNG")
     return buf.getvalue()
 
 

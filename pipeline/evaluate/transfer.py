@@ -272,10 +272,12 @@ def execute(
     desc: str,
     cache: CellCache | None = None,
     key_of=None,
+    start=None,
 ) -> list[dict]:
     """Fan the groups out as Ray tasks (``p.cpu`` CPUs each); records in submission order.
     Cells found in ``cache`` (under ``key_of(job)``) are read back, not solved; solved ones are
-    stored. Each record says whether it was ``cached``."""
+    stored. Each record says whether it was ``cached``. ``start()``, if given, is called before
+    the first task is submitted (Ray is started only when a cell must be solved)."""
     import ray
     from tqdm import tqdm
 
@@ -283,10 +285,10 @@ def execute(
     records: list[dict | None] = [None] * len(flat)
     keys: list[str | None] = [None] * len(flat)
     todo: list[list[int]] = []
-    start = 0
+    first = 0  # index of the group's first job in flat
     for g in groups:
         missing = []
-        for i in range(start, start + len(g)):
+        for i in range(first, first + len(g)):
             if cache is not None and key_of is not None:
                 keys[i] = key_of(flat[i])
                 hit = cache.get(keys[i])
@@ -296,8 +298,10 @@ def execute(
             missing.append(i)
         if missing:
             todo.append(missing)
-        start += len(g)
+        first += len(g)
     if todo:
+        if start is not None:
+            start()
         ref = ray.put(payload)
         task = ray.remote(num_cpus=p.cpu)(run_group)
         threads = max(1, int(p.cpu))
@@ -349,9 +353,10 @@ class CellKeys:
         )
 
 
-def run_transfer(root: Path, p: EvaluateParams, device: str = "cpu") -> dict[str, Any]:
+def run_transfer(root: Path, p: EvaluateParams, device: str = "cpu", start=None) -> dict[str, Any]:
     """Tuning and test records, plus what the writers need (weightings, restorers, bands, maps).
-    Learned weight maps are computed on ``device``."""
+    Learned weight maps are computed on ``device``. ``start()`` starts Ray (see :func:`execute`);
+    None: Ray is already up."""
     import pandas as pd
 
     manifest = pd.read_parquet(root / "data" / "degraded" / "manifest.parquet")
@@ -378,7 +383,7 @@ def run_transfer(root: Path, p: EvaluateParams, device: str = "cpu") -> dict[str
     key_of = CellKeys(p, meta, maps, restorers)
 
     def run_jobs(groups: list[list[Job]], desc: str) -> list[dict]:
-        return execute(groups, payload, p, desc, cache, key_of)
+        return execute(groups, payload, p, desc, cache, key_of, start)
 
     tuning, chosen = tune(p, meta, restorers, weightings, run_jobs)
 

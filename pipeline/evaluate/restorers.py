@@ -188,10 +188,8 @@ class Restorer:
                 "converged": bool(diag.get("converged", True)),
             }
         from pipeline.models import build_model
-        from pipeline.models.strength import scaled_params
 
-        params = {**self.overrides, **scaled_params(self.label, multiplier, self.overrides)}
-        model = build_model(self.label, **params)
+        model = build_model(self.label, **self.model_params(multiplier))
         model.converge_dtype = getattr(torch, precision)
         y = torch.from_numpy(noisy)[None]
         wt = None if w is None else torch.from_numpy(w)[None]

@@ -33,14 +33,33 @@ SMALL = {
         "tile_size": 16,
         "split": {"train": 1, "val": 1, "test": 2},
     },
-    "degrade": {"cases": ["noniid", "spatial", "stripe", "deadline", "impulse", "mixture"]},
+    "degrade": {
+        "cases": [
+            "noniid",
+            "spatial",
+            "stripe",
+            "deadline",
+            "impulse",
+            "mixture",
+            # tasks with an operator: blur (Gaussian and a random motion kernel, drawn through
+            # exp/sin), ×2 down-sampling and inpainting
+            {"name": "noniid", "operator": {"name": "blur", "sigma": 1.6}},
+            {"name": "iid", "sigma_255": 10, "operator": {"name": "blur", "kernel": "motion"}},
+            {"name": "iid", "sigma_255": 10, "operator": {"name": "downsample", "factor": 2}},
+            {"name": "stripe", "operator": {"name": "inpaint", "missing": 0.5, "spectra": True}},
+        ]
+    },
 }
+DENOISING = ("noniid", "spatial", "stripe", "deadline", "impulse", "mixture")
 OUTS = ("data/clean", "data/degraded", "reports/figures/degradations.png")
 
 # Content of SMALL's outs (see `content_digest`), exact by construction: quantised tiles,
 # float32 noisy arrays from float64 arithmetic, and manifest floats from exactly rounded sums
 # and decimal logarithms.
-PINNED_CONTENT = "4759598094b4d5a89559bbc8122fb7fcfa3be762c076bd7b021581cab0870063"
+PINNED_CONTENT = "5c40deea139a101aab840d6075d9a8463134827255218129994cc5f241a623d7"
+# The array files of the denoising cases alone (see `array_digest`), as they were before cases
+# could carry an operator: adding tasks changed none of their bytes.
+PINNED_DENOISING_ARRAYS = "40e46b9abe77a8ee5f0a3cbc2db00b5745e4b5a522d3df6967d275d7e59c36c0"
 
 
 def _simd_off_env() -> dict[str, str]:
@@ -108,6 +127,21 @@ def content_digest(folder: Path) -> str:
     return h.hexdigest()
 
 
+def array_digest(folder: Path, cases: tuple[str, ...] | None = None) -> str:
+    """SHA-256 over the paths and bytes of the ``.npy``/``.npz`` files under ``data/`` (only
+    those of ``cases`` under ``data/degraded`` when given)."""
+    h = hashlib.sha256()
+    for f in sorted((folder / "data").rglob("*.np[yz]")):
+        rel = f.relative_to(folder).as_posix()
+        parts = rel.split("/")
+        if cases is not None and parts[1] == "degraded" and parts[3] not in cases:
+            continue
+        if cases is not None and parts[1] == "degraded" and len(parts) != 5:
+            continue  # a task's nested folder (operator/noise)
+        h.update(rel.encode() + hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
+
+
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("bytes")
@@ -122,7 +156,7 @@ def test_outs_are_byte_identical_across_threads_and_simd_paths(two_runs):
     assert set(fa) == set(fb)
     # every out is there: 4 tiles, 3 (val + test) × 6 cases noisy files, manifests, figure
     assert sum(k.startswith("data/clean/") and k.endswith(".npy") for k in fa) == 4
-    assert sum(k.endswith(".npz") for k in fa) == 3 * 6
+    assert sum(k.endswith(".npz") for k in fa) == 3 * 10  # 1 val + 2 test images × 10 cases
     assert {"data/clean/manifest.parquet", "data/degraded/manifest.parquet", OUTS[2]} <= set(fa)
     differ = sorted(k for k in fa if fa[k] != fb[k])
     assert differ == [], f"files differ between the two runs: {differ}"
@@ -132,6 +166,7 @@ def test_stored_mpsnr_is_exact_and_close_to_numpy(two_runs):
     """The manifest's noisy MPSNR is the decimal/fsum value, within 1e-12 dB of np.log10's."""
     import pandas as pd
 
+    from pipeline.degrade.suite import on_clean_grid
     from pipeline.evaluate.metrics import mpsnr
     from pipeline.io import load_npy, load_npz
 
@@ -139,7 +174,7 @@ def test_stored_mpsnr_is_exact_and_close_to_numpy(two_runs):
     df = pd.read_parquet(a / "data/degraded/manifest.parquet")
     for row in df.itertuples():
         x = load_npy(a / row.clean_path)
-        y = load_npz(a / row.path, ("noisy",))["noisy"]
+        y = on_clean_grid(load_npz(a / row.path, ("noisy",))["noisy"], x.shape)
         assert abs(row.noisy_mpsnr - mpsnr(x, y)) < 1e-12
         # an independent transcription: exact per-band MSE as Fractions, log10 in float
         from fractions import Fraction
@@ -164,3 +199,30 @@ def test_content_is_pinned(two_runs):
     """
     a, b = two_runs
     assert content_digest(a) == content_digest(b) == PINNED_CONTENT
+
+
+def test_denoising_files_are_unchanged_by_tasks(two_runs):
+    """The denoising cases' files are byte for byte those made before cases could carry an
+    operator (their noise is drawn from the same stream; an operator draws from its own)."""
+    a, _ = two_runs
+    assert array_digest(a, DENOISING) == PINNED_DENOISING_ARRAYS
+
+
+def test_task_files_rebuild_their_operator(two_runs):
+    """Each task file stores what rebuilds A, and y is A x + noise on y's grid."""
+    import torch
+
+    from pipeline.degrade.tasks import apply_operator, load_degraded
+
+    a, _ = two_runs
+    files = sorted((a / "data" / "degraded" / "test").glob("*/*/*.npz"))
+    tasks = {f.parent.parent.name for f in files}
+    assert tasks == {"blur-g1.6", "blur-m9", "sr-x2", "inpaint-50-spectra"}
+    for f in files:
+        arrays, A = load_degraded(f)
+        clean = np.load(next((a / "data" / "clean" / "test").glob(f"{f.stem}.npy")))
+        ax = apply_operator(arrays, clean)
+        assert arrays["noisy"].shape == ax.shape
+        with torch.no_grad():
+            torch_ax = A.A(torch.from_numpy(clean.astype(np.float64))[None])[0].numpy()
+        assert np.abs(torch_ax - ax).max() < 1e-12

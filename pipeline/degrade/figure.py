@@ -30,7 +30,7 @@ def degradation_figure(examples: dict, image_id: str, synthetic: bool, path: str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pipeline.degrade.suite import portable_mpsnr
+    from pipeline.degrade.suite import on_clean_grid, portable_mpsnr
 
     labels = list(examples)
     fig, axes = plt.subplots(len(labels), 5, figsize=(12.5, 2.6 * len(labels)), squeeze=False)
@@ -46,7 +46,8 @@ def degradation_figure(examples: dict, image_id: str, synthetic: bool, path: str
         row[0].imshow(false_colour(x))
         row[0].set_title("clean (false colour)" if x.shape[0] > 3 else "clean", fontsize=9)
         row[1].imshow(false_colour(y))
-        row[1].set_title(f"{label}: noisy, {portable_mpsnr(x, y):.2f} dB", fontsize=9)
+        db = portable_mpsnr(x, on_clean_grid(y, x.shape))
+        row[1].set_title(f"{label}: degraded, {db:.2f} dB", fontsize=9)
         row[2].imshow(np.clip(y[b], 0, 1), cmap="gray", vmin=0, vmax=1)
         row[2].set_title(f"noisy band {b + 1}", fontsize=9)
         if np.ptp(sigma[b]) > 0:

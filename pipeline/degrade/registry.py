@@ -60,6 +60,8 @@ class Case:
     name: str
     params: Any
     label: str
+    # The forward operator (pipeline.degrade.tasks.Operator); None: denoising, A = I.
+    operator: Any = None
 
     @classmethod
     def from_param(cls, value: Any, where: str = "case") -> Case:
@@ -72,21 +74,41 @@ class Case:
         rest = dict(value)
         name = rest.pop("name")
         label = rest.pop("label", None)
+        operator = rest.pop("operator", None)
         if name not in NOISE_MODELS:
             raise ConfigError(
                 f"{where}.name = {name!r}: unknown noise case (known: {', '.join(NOISE_MODELS)})"
             )
         params = parse_dataclass(NOISE_MODELS[name].params, rest, where)
+        if operator is not None:
+            from pipeline.degrade.tasks import Operator
+
+            operator = Operator.from_param(operator, f"{where}.operator")
         if label is None:
             label = default_label(name, params)
+            if operator is not None:
+                label = f"{operator.label}/{label}"
         try:
-            safe_name(str(label), "case label")
+            # A task's label has two parts, operator/noise, each a safe folder name.
+            parts = str(label).split("/")
+            if len(parts) > (2 if operator is not None else 1):
+                raise ValueError(f"case label {label!r} has too many '/' parts")
+            for part in parts:
+                safe_name(part, "case label")
         except ValueError as exc:
             raise fail(f"{where}.label", label, str(exc)) from None
-        return cls(name, params, str(label))
+        return cls(name, params, str(label), operator)
+
+    @property
+    def task(self) -> str:
+        """The restoration task: the operator's label, or ``denoise``."""
+        return "denoise" if self.operator is None else self.operator.label
 
     def to_param(self) -> dict[str, Any]:
-        return {"name": self.name, "label": self.label, **to_plain(self.params)}
+        out = {"name": self.name, "label": self.label, **to_plain(self.params)}
+        if self.operator is not None:
+            out["operator"] = self.operator.to_param()
+        return out
 
     @property
     def params_json(self) -> str:
@@ -94,8 +116,23 @@ class Case:
         return canonical_json(to_plain(self.params))
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+        """``(y, info)`` for a clean ``x``: the noise of the case on :math:`A x`. For a case
+        with an operator, ``info["operator"]`` holds the arrays that rebuild :math:`A`; the
+        operator is drawn first, from its own stream (``rng``'s first 64-bit draw seeds it),
+        so the noise of a denoising case is drawn exactly as before operators existed."""
         kwargs = {f.name: getattr(self.params, f.name) for f in dataclasses.fields(self.params)}
-        return NOISE_MODELS[self.name].apply(x, rng, **kwargs)
+        if self.operator is None:
+            return NOISE_MODELS[self.name].apply(x, rng, **kwargs)
+        from pipeline.degrade.tasks import apply_operator
+
+        op_rng = np.random.default_rng(int(rng.integers(2**63)))
+        arrays = self.operator.draw(x.shape, op_rng)
+        ax = apply_operator(arrays, x).astype(x.dtype)
+        y, info = NOISE_MODELS[self.name].apply(ax, rng, **kwargs)
+        if "observed" in arrays:  # missing pixels carry no measurement
+            y = np.where(arrays["observed"], y, 0).astype(y.dtype)
+        info["operator"] = arrays
+        return y, info
 
 
 def default_label(name: str, params: Any) -> str:

@@ -4,7 +4,9 @@ For each split in ``degrade.splits``, case and clean image, the noisy image is d
 ``rng_for(seed, "degrade", split, case label, image_id)``: the draws of one case never depend on
 another case, so changing one case's parameters changes only that case's files.
 Each file ``data/degraded/<split>/<case>/<image_id>.npz`` holds ``noisy`` (float32), ``sigma``
-(the true σ map, float32) and ``mask`` (corrupted pixels, bool), all (C, H, W).
+(the true σ map, float32) and ``mask`` (corrupted pixels, bool), all (C, H, W) on y's grid; a case
+with an operator (``blur-g1.6/noniid``: a nested folder) adds the arrays that rebuild it
+(:mod:`pipeline.degrade.tasks`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.degrade.params import DegradeParams
+from pipeline.degrade.tasks import operator_hash_arrays
 from pipeline.io import (
     array_sha256,
     atomic_dir,
@@ -58,6 +61,15 @@ def portable_mpsnr(x: np.ndarray, y: np.ndarray, data_range: float = 1.0) -> flo
             float(_DECIMAL.multiply(10, _DECIMAL.divide(r2, decimal.Decimal(mse)).log10(_DECIMAL)))
         )
     return math.fsum(psnr) / len(psnr)
+
+
+def on_clean_grid(y: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """y on the clean image's grid, for the degraded MPSNR: itself, or for a down-sampled y each
+    sample repeated f × f (nearest neighbour; sample (i, j) was taken at pixel (f i, f j))."""
+    if y.shape == tuple(shape):
+        return y
+    f = shape[-1] // y.shape[-1]
+    return np.repeat(np.repeat(y, f, axis=-2), f, axis=-1)
 
 
 def load_clean(row: Any, root: str | Path = ".") -> np.ndarray:
@@ -106,6 +118,7 @@ def degrade(
             y, info = case(x, rng_for(seed, "degrade", split, case.label, image_id))
             rel = out / split / case.label / f"{image_id}.npz"
             arrays = {"noisy": y, "sigma": info["sigma"], "mask": info["mask"]}
+            arrays.update(info.get("operator", {}))
             save_npz(tmp / split / case.label / f"{image_id}.npz", arrays)
             rows.append(
                 {
@@ -117,9 +130,13 @@ def degrade(
                     "path": rel.as_posix(),
                     "clean_path": row["path"],
                     "seed": seed,
-                    "sha256": array_sha256(*(arrays[k] for k in DEGRADED_KEYS)),
+                    "sha256": array_sha256(
+                        *(arrays[k] for k in DEGRADED_KEYS), *operator_hash_arrays(arrays)
+                    ),
                     "clean_sha256": row["sha256"],
-                    "noisy_mpsnr": portable_mpsnr(x, y),
+                    "task": case.task,
+                    "operator": "identity" if case.operator is None else case.operator.name,
+                    "noisy_mpsnr": portable_mpsnr(x, on_clean_grid(y, x.shape)),
                     # Exactly rounded sums: the same float whatever the summation order.
                     "sigma_mean_255": math.fsum(info["sigma"].ravel().tolist())
                     / info["sigma"].size

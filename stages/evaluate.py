@@ -123,15 +123,26 @@ def track(uri: str, experiment: str, root: Path, result: dict, provenance: dict)
 
 
 def stats_lines(results) -> list[str]:
-    """MPSNR per weighting (rows) × restorer (columns), mean over cases and test images."""
-    table = results.pivot_table(
-        index="weighting", columns="restorer", values="mpsnr", aggfunc="mean"
-    )
-    head = f"{'MPSNR (dB)':<20}" + "".join(f"{c:>8}" for c in table.columns)
-    lines = [head]
-    for name, row in table.iterrows():
-        cells = "".join("       -" if v != v else f"{v:8.2f}" for v in row)
-        lines.append(f"{name:<20}{cells}")
+    """MPSNR per weighting (rows) × restorer (columns), mean over the cases and test images of
+    each task (one table per task: a restorer's mean over tasks would mix different problems)."""
+    lines = []
+    tasks = results.get("task")
+    for task in [None] if tasks is None else list(dict.fromkeys(tasks)):
+        part = results if task is None else results[tasks == task]
+        table = part.pivot_table(
+            index="weighting", columns="restorer", values="mpsnr", aggfunc="mean"
+        )
+        widths = [max(8, len(str(c)) + 1) for c in table.columns]
+        title = "MPSNR (dB)" if task is None else f"{task}, MPSNR (dB)"
+        lines.append(
+            f"{title:<22}"
+            + "".join(f"{c:>{w}}" for c, w in zip(table.columns, widths, strict=True))
+        )
+        for name, row in table.iterrows():
+            cells = "".join(
+                f"{'-':>{w}}" if v != v else f"{v:{w}.2f}" for v, w in zip(row, widths, strict=True)
+            )
+            lines.append(f"{name:<22}{cells}")
     return lines
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -91,7 +92,9 @@ def test_strength_multiplier_changes_the_solve(case, tmp_path):
     tv = {}
     for m in ("0.25", "4"):
         summary = run(path, tmp_path / m, "--weighting", "unweighted", "--strength", m)
-        assert summary["params"] == {**build_model("tv").params.__dict__, "lam": 0.1 * float(m)}
+        root = math.sqrt(float(m))  # the ADMM penalties follow the strength as √m
+        scaled = {"lam": 0.1 * float(m), "mu1": 0.1 * root, "mu2": 0.1 * root, "mu_max": 3 * root}
+        assert summary["params"] == {**build_model("tv").params.__dict__, **scaled}
         np.testing.assert_array_equal(np.load(tmp_path / m / "weights.npy"), 1.0)
         tv[m] = total_variation(np.load(tmp_path / m / "restored.npy"))
     # ×16 the TV weight: a much flatter image (measured TV: 556 at ×0.25, 0.003 at ×4)
@@ -102,9 +105,12 @@ def test_scaled_params_defaults_and_multipliers():
     for target in MODELS:
         defaults = MODELS[target][1]()
         assert build_model(target, **scaled_params(target, 1.0)).params == defaults
-    assert scaled_params("tv", 2.0) == {"lam": 0.2}
+    r2 = math.sqrt(2.0)  # TV's and LRTV's ADMM penalties follow the strength as √m
+    assert scaled_params("tv", 2.0) == {"lam": 0.2, "mu1": 0.1 * r2, "mu2": 0.1 * r2,
+                                        "mu_max": 3.0 * r2}  # fmt: skip
     assert scaled_params("nn", 2.0) == {"lam_factor": 5.0}  # λ weighs the fidelity: ÷
-    assert scaled_params("lrtv", 4.0) == {"nuclear": 0.08, "tau": 0.08}
+    lrtv = {"nuclear": 0.08, "tau": 0.08, "mu0": 0.2, "mu_max": 6.0}
+    assert scaled_params("lrtv", 4.0) == lrtv
     assert scaled_params("e3dtv", 0.5) == {"tau": 0.02}
     with pytest.raises(ValueError, match="'foo'"):
         scaled_params("foo", 1.0)

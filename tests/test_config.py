@@ -19,7 +19,11 @@ def test_the_shipped_params_files_parse():
         "deadline",
         "impulse",
         "mixture",
+        "blur-g1.6/noniid",
+        "sr-x2/iid-10",
+        "inpaint-50/iid-10",
     ]
+    assert [c.task for c in p.degrade.cases][-3:] == ["blur-g1.6", "sr-x2", "inpaint-50"]
     paper = load_params(ROOT / "profiles" / "paper.yaml")
     assert paper.prepare.source == "icvl" and paper.device in ("cuda", "auto")
     assert "iid-50" in [c.label for c in paper.degrade.cases]

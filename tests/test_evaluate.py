@@ -33,17 +33,36 @@ def rx(name):
 
 
 def test_restorer_names_come_from_the_registries():
+    from pipeline.degrade.operators import OPERATORS
+    from pipeline.evaluate import operator_baselines as OB
     from pipeline.evaluate import weightings as W
     from pipeline.evaluate.baselines import BASELINES
+    from pipeline.evaluate.restorers import OPERATOR_BASELINES
 
     classical = classical_restorers()
-    assert list(classical) == [*MODELS, *BASELINES]
+    assert list(classical) == [*MODELS, *BASELINES, *OB.OPERATOR_BASELINES]
     for name, (cls, _) in MODELS.items():
-        assert classical[name] == {"role": cls.role, "tuned": True, "oracle_informed": False}
+        facts = {"role": cls.role, "tuned": True, "oracle_informed": False}
+        facts["operators"] = cls.operators
+        assert classical[name] == facts
         assert strength_fields(name)[0]  # every tuned model has a strength to scale
     assert classical["tv"]["role"] == "target" and classical["tv_l1"]["role"] == "peer"
+    assert classical["tv"]["operators"] == ("identity", "blur", "downsample", "inpaint")
+    assert classical["tvs"]["operators"] == ("identity", "inpaint")  # ill-posed for blur, SR
     for name in BASELINES:
-        assert classical[name] == {"role": "peer", "tuned": False, "oracle_informed": True}
+        facts = {
+            "role": "peer",
+            "tuned": False,
+            "oracle_informed": True,
+            "operators": ("identity",),
+        }
+        assert classical[name] == facts
+    # the light table evaluate plans with names the operator types the baselines accept
+    kinds = {"blur": "blur", "downsampling": "downsample", "inpainting": "inpaint"}
+    for name, types in OB.OPERATOR_BASELINES.items():
+        names = tuple(kinds[k] for k, cls in OPERATORS.items() if cls in types)
+        assert OPERATOR_BASELINES[name][0] == names
+    assert classical["wiener"]["oracle_informed"] and not classical["fill"]["oracle_informed"]
     # parsing params must not import numpy-heavy modules: the built-in names are copied
     assert tuple(W.BUILTIN) == BUILTIN_WEIGHTINGS
     assert set(EvaluateParams().restorers) <= set(classical)
@@ -109,11 +128,15 @@ def test_restorers_are_checked_by_their_registry_under_their_own_key(restorers, 
 
 
 def test_scaled_params_scale_the_main_strength():
-    assert scaled_params("tv", 4.0) == {"lam": 4.0 * reference_strengths("tv")["lam"]}
+    # ×4 the strength, ×2 the ADMM penalties (√m: the path of the iterations, not the minimiser)
+    tv = {"lam": 4.0 * reference_strengths("tv")["lam"], "mu1": 0.2, "mu2": 0.2, "mu_max": 6.0}
+    assert scaled_params("tv", 4.0) == tv
     nn = reference_strengths("nn")["lam_factor"]
     assert scaled_params("nn", 4.0) == {"lam_factor": nn / 4.0}  # λ weighs the fidelity
     ref = reference_strengths("lrtv")
-    assert scaled_params("lrtv", 0.5) == {k: 0.5 * v for k, v in ref.items()}
+    half = math.sqrt(0.5)
+    lrtv = {**{k: 0.5 * v for k, v in ref.items()}, "mu0": 0.1 * half, "mu_max": 3.0 * half}
+    assert scaled_params("lrtv", 0.5) == lrtv
 
 
 # ------------------------------------------------------------------ tuning choice
@@ -265,9 +288,16 @@ def test_plan_restorers_keeps_params_order_and_roles(tmp_path):
     assert [r.weighted for r in plan] == [False, True, False]  # only a target takes weightings
     assert [r.key for r in plan] == [("bm4d", -1), ("tv", -1), ("tv_l1", -1)]
     assert plan[1].overrides == {"boundary": "neumann", "tol": 1e-3}
+    tasks = ("identity", "blur", "downsample", "inpaint")
     assert plan[1] == Restorer(
-        "tv", "model", role="target", tuned=True, overrides={"boundary": "neumann", "tol": 1e-3}
+        "tv",
+        "model",
+        role="target",
+        tuned=True,
+        overrides={"boundary": "neumann", "tol": 1e-3},
+        operators=tasks,
     )
+    assert [r.applies("blur") for r in plan] == [False, True, False]  # TV takes A, BM4D no
     assert plan[0].reference_strengths() == {}  # BM4D has no strength to tune
     assert plan[2].reference_strengths() == reference_strengths("tv_l1")
     defaults = plan_restorers(EvaluateParams(), tmp_path)
@@ -299,9 +329,7 @@ def test_a_cell_is_the_direct_converged_solve():
     item = smooth_item()
     job = Job("test", "tv", -1, "unweighted", -1, 2.0, "test/noniid/x", band=3)
     record = run_job(job, item, None, tv(boundary="neumann", tol=1e-4))
-    model = build_model(
-        "tv", boundary="neumann", tol=1e-4, lam=2.0 * reference_strengths("tv")["lam"]
-    )
+    model = build_model("tv", boundary="neumann", tol=1e-4, **scaled_params("tv", 2.0))
     sol = model.solve(torch.from_numpy(item["noisy"])[None], None, converge=True)
     x = sol.x[0].numpy()
     from pipeline.evaluate.metrics import all_metrics
@@ -343,7 +371,10 @@ def test_a_weighted_cell_uses_its_map_and_a_baseline_needs_none():
 
 
 def test_overridden_strength_is_the_reference_of_the_grid():
-    assert scaled_params("tv", 2.0, {"lam": 0.05, "tol": 1e-3}) == {"lam": 0.1}
+    r2 = math.sqrt(2.0)
+    tv2 = {"lam": 0.1, "mu1": 0.1 * r2, "mu2": 0.1 * r2, "mu_max": 3.0 * r2}
+    assert scaled_params("tv", 2.0, {"lam": 0.05, "tol": 1e-3}) == tv2
+    assert scaled_params("tv", 2.0, {"lam": 0.05, "mu_max": 1.0})["mu_max"] == r2
     assert reference_strengths("lrtv", {"tau": 0.1}) == {
         "nuclear": reference_strengths("lrtv")["nuclear"],
         "tau": 0.1,
@@ -354,7 +385,8 @@ def test_overridden_strength_is_the_reference_of_the_grid():
     a = run_job(job, item, None, tv(lam=0.05, tol=1e-4))
     same = Job("test", "tv", -1, "unweighted", -1, 1.0, "test/noniid/x")
     b = run_job(same, item, None, tv(lam=0.1, tol=1e-4))
-    assert a["mpsnr"] == b["mpsnr"]  # ×2 of 0.05 is the model at 0.1
+    # ×2 of 0.05 is the model at 0.1 (its penalties ×√2: another path to the same minimiser)
+    assert a["mpsnr"] == pytest.approx(b["mpsnr"], abs=1e-3)
 
 
 def test_float32_precision_gives_the_float64_result_at_loose_tolerance():

@@ -13,6 +13,7 @@ independent solvers, defaults) is tested in ``test_models.py`` and ``test_target
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -68,7 +69,14 @@ def test_class_facts_are_consistent(name):
     assert all(isinstance(getattr(default, f), float) for f in cls.strength_fields)
     factor = 0.5 if cls.strength_inverse else 2.0  # ×2 the strength: ÷2 a fidelity weight
     scaled = scaled_params(name, 2.0)
-    assert scaled == {f: getattr(default, f) * factor for f in cls.strength_fields}
+    expect = {f: getattr(default, f) * factor for f in cls.strength_fields}
+    # the ADMM penalties follow as √m: distinct float fields, none of them a strength
+    assert set(cls.penalty_fields) <= fields - set(cls.strength_fields)
+    expect.update({f: getattr(default, f) * math.sqrt(2.0) for f in cls.penalty_fields})
+    assert scaled == expect
+    assert scaled_params(name, 1.0) == {
+        f: getattr(default, f) for f in (*cls.strength_fields, *cls.penalty_fields)
+    }
     assert build_model(name, **scaled).params != default
     assert reference_strengths(name) == {f: getattr(default, f) for f in cls.strength_fields}
 

@@ -72,6 +72,7 @@ __all__ = [
     "box_kernel",
     "gaussian_kernel",
     "motion_kernel",
+    "operator_kind",
     "random_mask",
 ]
 
@@ -371,3 +372,23 @@ OPERATORS: dict[str, type[LinearOperator]] = {
     "inpainting": Inpainting,
     "downsampling": Downsampling,
 }
+
+
+# The task kind of each operator class: the names params, restorers and models use.
+KINDS: dict[type[LinearOperator], str] = {
+    Identity: "identity",
+    Blur: "blur",
+    Downsampling: "downsample",
+    Inpainting: "inpaint",
+}
+
+
+def operator_kind(A: LinearOperator | None) -> str:
+    """``identity``, ``blur``, ``downsample`` or ``inpaint``: the kind of task ``A`` makes
+    (``None`` is the identity)."""
+    if A is None:
+        return "identity"
+    for cls, kind in KINDS.items():
+        if type(A) is cls:
+            return kind
+    raise ValueError(f"unknown operator type {type(A).__name__}")

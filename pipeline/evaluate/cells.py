@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Job", "run_group", "run_job", "weight_key"]
+__all__ = ["Job", "run_group", "run_job", "split_item", "weight_key"]
 
 NO_WEIGHTING = "none"  # the weighting label of a restorer that takes none
 
@@ -30,6 +30,14 @@ class Job:
     multiplier: float  # × the restorer's reference strengths (NaN when it has none to tune)
     item: str  # "<split>/<case>/<image_id>"
     band: int = -1  # ≥ 0: also return this band of the restoration (the gallery)
+
+
+def split_item(item: str) -> tuple[str, str, str]:
+    """``(split, case, image_id)`` of an item key; a task's case label has a '/' of its own
+    (``test/blur-g1.6/noniid/img``)."""
+    split, rest = item.split("/", 1)
+    case, image_id = rest.rsplit("/", 1)
+    return split, case, image_id
 
 
 def weight_key(weighting: str, seed: int, item: str) -> str:
@@ -58,9 +66,9 @@ def score(job: Job, item: dict[str, np.ndarray], x: np.ndarray, diag: dict, seco
     if not np.all(np.isfinite(x)):
         where = f"{job.restorer} on {job.item} ({job.weighting})"
         raise FloatingPointError(f"{where}: non-finite output")
-    if x.shape != item["noisy"].shape:
-        raise ValueError(f"{job.restorer} returned shape {x.shape} for {item['noisy'].shape}")
     clean = item["clean"]
+    if x.shape != clean.shape:
+        raise ValueError(f"{job.restorer} returned shape {x.shape} for {clean.shape}")
     # Tuning only needs the selection metric; the test cells get all of them.
     scores = {"mpsnr": mpsnr(clean, x)} if job.phase == "tune" else all_metrics(clean, x)
     record: dict[str, Any] = {**asdict(job), **scores, **diag, "time_s": seconds}
@@ -87,8 +95,8 @@ def run_group(
 
     def kind(job: Job) -> tuple:
         r = restorers[(job.restorer, job.restorer_seed)]
-        if r.kind != "model":
-            return (id(job),)  # solved alone
+        if r.kind != "model" or items[job.item].get("A") is not None:
+            return (id(job),)  # solved alone (an operator is per image)
         return (job.restorer, job.multiplier, items[job.item]["noisy"].shape, w_of(job) is None)
 
     runs: list[list[Job]] = []

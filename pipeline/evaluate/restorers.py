@@ -6,15 +6,18 @@ Three sources, one interface (:class:`Restorer`):
   their strength scaled by the tuned multiplier; their class says their role — ``target``
   (solved with every weighting) or ``peer`` (a robust classical baseline, solved unweighted);
 * the **peer baselines** BM4D/BM3D (:mod:`pipeline.evaluate.baselines`): no strength, given the
-  true mean σ (oracle-informed);
+  true mean σ (oracle-informed), for denoising; and the closed-form references of the tasks with
+  an operator (:mod:`pipeline.evaluate.operator_baselines`): the Wiener deconvolution (given σ:
+  oracle-informed), the normalised-adjoint upsampling and the normalised-convolution fill;
 * the restorers of **learned methods** (:mod:`pipeline.methods.registry`), one per trained
   variant and seed, their role set by the method (``target`` if they take a weighting, else
   ``learned``).
 
 :func:`plan_restorers` turns ``evaluate.restorers`` into :class:`Restorer` entries (learned ones
 from ``models/<method>/``); :meth:`Restorer.restore` runs one inside a Ray task. Neither
-evaluate nor report branches on a method's name: they read ``role``, ``tuned`` and
-``oracle_informed``.
+evaluate nor report branches on a method's name: they read ``role``, ``tuned``,
+``oracle_informed`` and ``operators`` (the forward operators a restorer can take: ``identity``
+for denoising, ``blur``, ``downsample``, ``inpaint``; cells of other tasks are not planned).
 """
 
 from __future__ import annotations
@@ -30,19 +33,43 @@ from pipeline.evaluate.params import EvaluateParams, split_name
 
 __all__ = ["Restorer", "check_restorers", "classical_restorers", "plan_restorers"]
 
+IDENTITY = ("identity",)
+# The key of a model restorer's overrides that holds overrides per forward operator.
+PER_OPERATOR = "per_operator"
+# The closed-form references of the tasks with an operator: the operator each takes, and whether
+# it is given the true σ.
+OPERATOR_BASELINES = {
+    "wiener": (("blur",), True),
+    "upsample": (("downsample",), False),
+    "fill": (("inpaint",), False),
+}
+
 
 def classical_restorers() -> dict[str, dict[str, Any]]:
-    """Name → facts (``role``, ``tuned``, ``oracle_informed``) of every non-learned restorer:
-    the variational models (from their classes) and the BM3D/BM4D baselines."""
+    """Name → facts (``role``, ``tuned``, ``oracle_informed``, ``operators``) of every
+    non-learned restorer: the variational models (from their classes), the BM3D/BM4D baselines
+    and the operator baselines."""
     from pipeline.evaluate.baselines import BASELINES
     from pipeline.models.registry import MODELS
 
     out = {
-        name: {"role": cls.role, "tuned": True, "oracle_informed": False}
+        name: {
+            "role": cls.role,
+            "tuned": True,
+            "oracle_informed": False,
+            "operators": tuple(cls.operators),
+        }
         for name, (cls, _) in MODELS.items()
     }
     for name in BASELINES:
-        out[name] = {"role": "peer", "tuned": False, "oracle_informed": True}
+        out[name] = {"role": "peer", "tuned": False, "oracle_informed": True, "operators": IDENTITY}
+    for name, (operators, informed) in OPERATOR_BASELINES.items():
+        out[name] = {
+            "role": "peer",
+            "tuned": False,
+            "oracle_informed": informed,
+            "operators": operators,
+        }
     return out
 
 
@@ -61,6 +88,18 @@ class Restorer:
     seed: int = -1
     path: str = ""  # learned: the checkpoint, relative to the repository root
     method_cls: Any = None  # learned: the method class (pickled by reference into tasks)
+    operators: tuple[str, ...] = IDENTITY  # the forward operators it takes (module docstring)
+
+    def applies(self, operator: str) -> bool:
+        """Whether the restorer takes a case with this operator (``identity``: denoising)."""
+        return operator in self.operators
+
+    def overrides_for(self, operator: str = "identity") -> dict[str, Any]:
+        """The model's overrides on a task with ``operator``: ``overrides`` with its
+        ``per_operator`` entry for that operator merged in (e.g. TV's periodic boundary, whose
+        Z-solve is an exact FFT, on circular blur and down-sampling)."""
+        base = {k: v for k, v in self.overrides.items() if k != PER_OPERATOR}
+        return {**base, **self.overrides.get(PER_OPERATOR, {}).get(operator, {})}
 
     @property
     def weighted(self) -> bool:
@@ -71,17 +110,18 @@ class Restorer:
     def key(self) -> tuple[str, int]:
         return (self.label, self.seed)
 
-    def model_params(self, multiplier: float) -> dict[str, Any]:
-        """A model's complete parameters at ``multiplier`` (overrides, scaled strength, the
-        defaults of every other field)."""
+    def model_params(self, multiplier: float, operator: str = "identity") -> dict[str, Any]:
+        """A model's complete parameters at ``multiplier`` on a task with ``operator``
+        (overrides, scaled strength, the defaults of every other field)."""
         from pipeline.models import MODELS
         from pipeline.models.strength import scaled_params
         from pipeline.schema import parse_dataclass, to_plain
 
-        params = {**self.overrides, **scaled_params(self.label, multiplier, self.overrides)}
+        overrides = self.overrides_for(operator)
+        params = {**overrides, **scaled_params(self.label, multiplier, overrides)}
         return to_plain(parse_dataclass(MODELS[self.label][1], params, self.label))
 
-    def identity(self, multiplier: float) -> dict[str, Any]:
+    def identity(self, multiplier: float, operator: str = "identity") -> dict[str, Any]:
         """What the cell cache keys this restorer by at ``multiplier``
         (:mod:`pipeline.evaluate.cache`): parameters, and a hash of the code (and weights)
         that compute it."""
@@ -90,9 +130,11 @@ class Restorer:
         if self.kind == "model":
             return {
                 "label": self.label,
-                "params": self.model_params(multiplier),
+                "params": self.model_params(multiplier, operator),
                 "code": source_hash("models"),
             }
+        if self.kind == "baseline" and self.label in OPERATOR_BASELINES:
+            return {"label": self.label, "code": source_hash("evaluate/operator_baselines.py")}
         if self.kind == "baseline":
             from importlib import metadata
 
@@ -168,11 +210,16 @@ class Restorer:
         """The estimate of ``item["noisy"]`` and the solver's diagnostics."""
         import torch
 
-        noisy = item["noisy"]
+        noisy, A = item["noisy"], item.get("A")
         if self.kind == "baseline":
-            from pipeline.evaluate.baselines import denoise_baseline
+            if self.label in OPERATOR_BASELINES:
+                from pipeline.evaluate.operator_baselines import operator_baseline
 
-            x = denoise_baseline(self.label, noisy, float(np.mean(item["sigma"])))
+                x = operator_baseline(self.label, noisy, A, item["sigma"])
+            else:
+                from pipeline.evaluate.baselines import denoise_baseline
+
+                x = denoise_baseline(self.label, noisy, float(np.mean(item["sigma"])))
             nan = math.nan
             return x, {"iterations": 0, "primal_residual": nan, "dual_residual": nan,
                        "converged": True}  # fmt: skip
@@ -187,14 +234,15 @@ class Restorer:
                 "dual_residual": float(diag.get("dual_residual", math.nan)),
                 "converged": bool(diag.get("converged", True)),
             }
+        from pipeline.degrade.operators import operator_kind
         from pipeline.models import build_model
 
-        model = build_model(self.label, **self.model_params(multiplier))
+        model = build_model(self.label, **self.model_params(multiplier, operator_kind(A)))
         model.converge_dtype = getattr(torch, precision)
         y = torch.from_numpy(noisy)[None]
         wt = None if w is None else torch.from_numpy(w)[None]
         with torch.no_grad():
-            sol = model.solve(y, wt, converge=True)
+            sol = model.solve(y, wt, converge=True, A=A)
         return sol.x[0].numpy(), {
             "iterations": int(sol.iterations),
             "primal_residual": float(sol.primal_residual[0]),
@@ -226,9 +274,21 @@ def check_restorers(p: EvaluateParams, source: str = "params.yaml") -> None:
             if overrides:
                 raise ConfigError(f"{source}: {where} = {overrides!r}: takes no overrides")
             continue
+        per = overrides.get(PER_OPERATOR, {})
+        takes = classical[name]["operators"]
+        if not isinstance(per, dict) or any(k not in takes or k == "identity" for k in per):
+            known = ", ".join(k for k in takes if k != "identity") or "none"
+            raise ConfigError(
+                f"{source}: {where}.{PER_OPERATOR} = {per!r}: a mapping from the operators "
+                f"{name} takes ({known}) to overrides"
+            )
         try:
-            parse_dataclass(MODELS[name][1], overrides, where)
-            build_model(name, **overrides)
+            base = {k: v for k, v in overrides.items() if k != PER_OPERATOR}
+            parse_dataclass(MODELS[name][1], base, where)
+            build_model(name, **base)
+            for op, more in per.items():
+                at = f"{where}.{PER_OPERATOR}.{op}"
+                parse_dataclass(MODELS[name][1], {**base, **more}, at)
         except (ConfigError, ValueError) as exc:
             text = str(exc)
             if not text.startswith(where):
@@ -247,7 +307,7 @@ def plan_restorers(p: EvaluateParams, root: Path) -> list[Restorer]:
     for name, overrides in p.restorers.items():
         if name in classical:
             facts = classical[name]
-            kind = "baseline" if facts["oracle_informed"] else "model"
+            kind = "model" if facts["tuned"] else "baseline"
             out.append(Restorer(name, kind, overrides=dict(overrides), **facts))
             continue
         head, variant = split_name(name, f"evaluate.restorers.{name}")
@@ -269,6 +329,7 @@ def plan_restorers(p: EvaluateParams, root: Path) -> list[Restorer]:
                     seed=part.seed,
                     path=part.path,
                     method_cls=cls,
+                    operators=tuple(getattr(cls, "operators", IDENTITY)),
                 )
             )
     return out

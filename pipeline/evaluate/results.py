@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.evaluate.cells import NO_WEIGHTING, weight_key
+from pipeline.evaluate.cells import NO_WEIGHTING, split_item, weight_key
 from pipeline.io import canonical_json, json_sha256
 
 __all__ = [
@@ -161,7 +161,7 @@ def results_table(run: dict, provenance: dict[str, str], run_ids: dict[tuple, st
         pick = chosen.get(cell, {})
         rows.append(
             {
-                "task": "denoise",
+                "task": m.get("task", "denoise"),
                 "case": m["case"],
                 "noise_model": m["noise_model"],
                 "case_params": m["case_params"],
@@ -217,7 +217,7 @@ def tuning_table(run: dict):
     _, _, refs = _facts(run)
     rows = []
     for r in run["tuning"]:
-        split, case, image_id = r["item"].split("/")
+        split, case, image_id = split_item(r["item"])
         cell = (r["restorer"], r["restorer_seed"], case, r["weighting"], r["weighting_seed"])
         pick = run["chosen"][cell]
         rows.append(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.evaluate.cells import weight_key
+from pipeline.evaluate.cells import split_item, weight_key
 from pipeline.evaluate.results import run_key
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ def log_runs(
         metrics = []
         by_case: dict[str, list[dict]] = {}
         for r in records:
-            by_case.setdefault(r["item"].split("/")[1], []).append(r)
+            by_case.setdefault(split_item(r["item"])[1], []).append(r)
         for case, rs in sorted(by_case.items()):
             m = rs[0]["multiplier"]
             params.append(Param(f"strength.{case}", "n/a" if math.isnan(m) else f"{m:g}"))

@@ -29,12 +29,13 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.degrade.tasks import DENOISE, load_degraded, operator_hash_arrays
 from pipeline.evaluate.cache import CellCache
-from pipeline.evaluate.cells import NO_WEIGHTING, Job, run_group, weight_key
+from pipeline.evaluate.cells import NO_WEIGHTING, Job, run_group, split_item, weight_key
 from pipeline.evaluate.params import EvaluateParams
 from pipeline.evaluate.restorers import Restorer, check_restorers, plan_restorers
 from pipeline.evaluate.weightings import Weighting, plan_weightings
-from pipeline.io import array_sha256, load_npy, load_npz
+from pipeline.io import array_sha256, load_npy
 
 log = logging.getLogger(__name__)
 
@@ -68,16 +69,20 @@ def load_items(root: Path, manifest, cases: list[str] | None) -> tuple[dict, lis
     clean_cache: dict[str, np.ndarray] = {}
     for row in rows.sort_values(["split", "case", "image_id"]).to_dict("records"):
         key = f"{row['split']}/{row['case']}/{row['image_id']}"
-        arrays = load_npz(root / row["path"], ("noisy", "sigma", "mask"))
-        if array_sha256(arrays["noisy"], arrays["sigma"], arrays["mask"]) != row["sha256"]:
+        arrays, A = load_degraded(root / row["path"])
+        extra = operator_hash_arrays(arrays)
+        if array_sha256(arrays["noisy"], arrays["sigma"], arrays["mask"], *extra) != row["sha256"]:
             raise ValueError(f"{row['path']}: content does not match the manifest's sha256")
+        arrays = {k: arrays[k] for k in ("noisy", "sigma", "mask")}
+        arrays["A"] = A  # the forward operator (None: denoising)
         if row["clean_path"] not in clean_cache:
             clean = load_npy(root / row["clean_path"])
             if array_sha256(clean) != row["clean_sha256"]:
                 raise ValueError(f"{row['clean_path']}: does not match the manifest's hash")
             clean_cache[row["clean_path"]] = clean
         items[key] = {**arrays, "clean": clean_cache[row["clean_path"]]}
-        meta.append({**row, "key": key})
+        operator = row.get("operator", "identity")
+        meta.append({**row, "key": key, "task": row.get("task", DENOISE), "operator": operator})
     return items, meta
 
 
@@ -123,13 +128,14 @@ def _combos(restorer: Restorer, weightings: list[Weighting]) -> list[Weighting]:
 
 def tuning_keys(meta: list[dict], restorers: list[Restorer], weightings: list[Weighting]):
     """Every (restorer, its seed, case, weighting, its seed) whose strength is tuned."""
-    cases = sorted({r["case"] for r in meta if r["split"] == "val"})
+    operators = {r["case"]: r.get("operator", "identity") for r in meta if r["split"] == "val"}
     return [
         (r.label, r.seed, case, w.label, w.seed)
         for r in restorers
         if r.tuned
         for w in _combos(r, weightings)
-        for case in cases
+        for case in sorted(operators)
+        if r.applies(operators[case])
     ]
 
 
@@ -152,7 +158,7 @@ def scores_by_key(tuning: list[dict]) -> dict[tuple, dict[float, float]]:
     """(restorer, seed, case, weighting, seed) → multiplier → mean val MPSNR."""
     table: dict[tuple, dict[float, list[float]]] = {}
     for r in tuning:
-        case = r["item"].split("/")[1]
+        case = split_item(r["item"])[1]
         key = (r["restorer"], r["restorer_seed"], case, r["weighting"], r["weighting_seed"])
         table.setdefault(key, {}).setdefault(r["multiplier"], []).append(r["mpsnr"])
     return {k: {m: float(np.mean(v)) for m, v in by_m.items()} for k, by_m in table.items()}
@@ -256,6 +262,8 @@ def plan_test(
         key, case = row["key"], row["case"]
         band = bands.get(key, -1)
         for r in restorers:
+            if not r.applies(row.get("operator", "identity")):
+                continue
             for w in _combos(r, weightings):
                 m = math.nan
                 if r.tuned:
@@ -329,6 +337,7 @@ class CellKeys:
     def __init__(self, p: EvaluateParams, meta: list[dict], maps: dict, restorers) -> None:
         self.p = p
         self.items = {r["key"]: f"{r['sha256']}:{r['clean_sha256']}" for r in meta}
+        self.operators = {r["key"]: r.get("operator", "identity") for r in meta}
         self.maps = {k: array_sha256(w) for k, w in maps.items()}
         self.restorers = {r.key: r for r in restorers}
         self.identities: dict[tuple, dict] = {}
@@ -336,10 +345,11 @@ class CellKeys:
     def __call__(self, job: Job) -> str:
         from pipeline.evaluate.cache import cell_key
 
-        rkey = (job.restorer, job.restorer_seed, job.multiplier)
+        operator = self.operators[job.item]
+        rkey = (job.restorer, job.restorer_seed, job.multiplier, operator)
         if rkey not in self.identities:
             r = self.restorers[(job.restorer, job.restorer_seed)]
-            self.identities[rkey] = r.identity(job.multiplier)
+            self.identities[rkey] = r.identity(job.multiplier, operator)
         # No map (w = None: unweighted, or a restorer without weighting) is one and the same solve.
         w_hash = self.maps.get(weight_key(job.weighting, job.weighting_seed, job.item), "-")
         return cell_key(

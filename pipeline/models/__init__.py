@@ -3,9 +3,11 @@ r"""Variational models with a weighted data fidelity, differentiable in the weig
 Every model minimises :math:`\tfrac12 \sum_i w_i (y_i - x_i)^2 + R(x)` (``tv_l1``:
 :math:`\sum_i w_i |y_i - x_i| + R(x)`; ``lrtv``, ``e3dtv``: a Huber fidelity, the Gaussian
 fidelity with a sparse term) over images ``(B, C, H, W)`` by ADMM, and exposes
-``solve(y, w=None, *, converge=False) -> Solution``: the DLW reference's unrolled iterations
-(differentiable in ``w``, for bilevel training) or a run to convergence with residual-based
-stopping (for target models). See :mod:`pipeline.models.base`.
+``solve(y, w=None, *, converge=False, A=None) -> Solution``: the DLW reference's unrolled
+iterations (differentiable in ``w``, for bilevel training) or a run to convergence with
+residual-based stopping (for target models), with a forward operator ``A`` for the models whose
+``operators`` take it (TV: blur, down-sampling, inpainting; TVS: inpainting; the fidelity is then
+:math:`\tfrac12 \sum_i w_i (y - Ax)_i^2`). See :mod:`pipeline.models.base`.
 
 =========  ===========================================================  ======  ==============
 name       regulariser :math:`R(x)`                                     role    module

@@ -131,6 +131,7 @@ class LRTV(RobustADMMModel):
     # threshold of the robust fidelity, not a regulariser, and stays.
     strength_fields: ClassVar[tuple[str, ...]] = ("nuclear", "tau")
     strength_inverse: ClassVar[bool] = False
+    penalty_fields: ClassVar[tuple[str, ...]] = ("mu0", "mu_max")
     unrolled_cost: ClassVar[float | None] = None  # a target only, not a DLW source model
 
     def alpha(self, c: int, hw: int) -> float:

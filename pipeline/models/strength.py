@@ -40,7 +40,11 @@ def scaled_params(
     * ``tv``, ``tvs``, ``tv_l1``: ``lam`` × m (the weight of the TV term);
     * ``nn``: ``lam_factor`` ÷ m (λ weighs the fidelity; the strength is 1/λ, Rui et al. 2023);
     * ``lrtv``: ``nuclear`` and ``tau`` × m together (``lam``, the outlier threshold, stays);
-    * ``e3dtv``: ``tau`` × m (``lam`` stays).
+    * ``e3dtv``: ``tau`` × m (``lam`` stays);
+
+    and the ADMM penalties of the model's ``penalty_fields`` × √m (TV, TVS, TV-L1: ``mu1``,
+    ``mu2``, ``mu_max``; LRTV: ``mu0``, ``mu_max``), which changes the path of the iterations,
+    not the minimiser.
 
     The reference values are the model's defaults, or those given in ``reference`` (e.g. the
     evaluate stage's ``evaluate.targets.<name>`` overrides), so a study can re-centre the grid.
@@ -51,7 +55,14 @@ def scaled_params(
     m = _check_multiplier(multiplier)
     default = MODELS[target][1]()
     ref = {f: float((reference or {}).get(f, getattr(default, f))) for f in fields}
-    return {f: ref[f] / m if inverse else ref[f] * m for f in fields}
+    out = {f: ref[f] / m if inverse else ref[f] * m for f in fields}
+    # The ADMM penalties follow the strength as √m (no change to the minimiser; see
+    # VariationalModel.penalty_fields): a weak regulariser with the reference penalties needs
+    # thousands of iterations.
+    for f in _model_class(target).penalty_fields:
+        value = float((reference or {}).get(f, getattr(default, f)))
+        out[f] = value if m == 1.0 else value * math.sqrt(m)
+    return out
 
 
 def _check_multiplier(multiplier: float) -> float:
@@ -66,4 +77,5 @@ def _check_multiplier(multiplier: float) -> float:
 
 def reference_strengths(target: str, reference: dict | None = None) -> dict[str, float]:
     """The reference values of ``target``'s strength fields (what multiplier 1 gives)."""
-    return scaled_params(target, 1.0, reference)
+    fields, _ = strength_fields(target)
+    return {f: v for f, v in scaled_params(target, 1.0, reference).items() if f in fields}

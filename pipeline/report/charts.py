@@ -91,16 +91,21 @@ def transfer_heatmap(
     )
     n_learned = sum(1 for _, m in rows if m)
     im = None
-    for ax, case, grid in zip(axes.flat, cases, grids, strict=False):
+    for ax, case, full in zip(axes.flat, cases, grids, strict=False):
+        # A task's panel shows the restorers that take its operator only.
+        keep = [j for j in range(len(restorers)) if np.isfinite(full[:, j]).any()] or list(
+            range(len(restorers))
+        )
+        grid, shown = full[:, keep], [restorers[j] for j in keep]
         im = ax.imshow(grid, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
-        ax.set_xticks(range(len(restorers)), [mpl_text(t) for t in restorers], fontsize=8)
+        ax.set_xticks(range(len(shown)), [mpl_text(t) for t in shown], fontsize=8)
         ax.set_yticks(range(len(rows)), [mpl_text(row_label(r, m)) for r, m in rows], fontsize=8)
         ax.set_title(mpl_text(f"case {case}"), fontsize=9)
         if 0 < n_learned < len(rows):
             # Separates the learned weightings from the built-in ones below them.
             ax.axhline(n_learned - 0.5, color="black", linewidth=1.2)
         for i in range(len(rows)):
-            for j in range(len(restorers)):
+            for j in range(len(shown)):
                 v = grid[i, j]
                 text = "n/a" if not math.isfinite(v) else f"{v:+.2f}"
                 colour = "white" if math.isfinite(v) and abs(v) > 0.6 * lim else "black"

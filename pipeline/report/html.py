@@ -229,7 +229,22 @@ def _num(x) -> float | None:
 
 def leaderboard_section(lb: pd.DataFrame, cases: list[str]) -> str:
     out = []
+    task_of = lb.groupby("case")["task"].first().to_dict() if "task" in lb else {}
+    tasks = list(dict.fromkeys(task_of.get(c, "denoise") for c in cases))
+    cases = [c for t in tasks for c in cases if task_of.get(c, "denoise") == t]  # by task
+    current = None
     for case in cases:
+        task = task_of.get(case, "denoise")
+        if len(tasks) > 1 and task != current:
+            # One section per task (forward operator), its cases below it.
+            if current is not None:
+                out.append("</section>")
+            what = "denoising (A = I)" if task == "denoise" else f"operator {task}"
+            out.append(
+                f'<section class="task"><h3 id="task-{esc(_slug(task))}">Task {esc(task)}'
+                f" <small class=muted>({esc(what)})</small></h3>"
+            )
+            current = task
         c = lb[lb["case"] == case]
         params = sorted(set(c["case_params"]))
         models = sorted(set(c["noise_model"]))
@@ -261,6 +276,8 @@ def leaderboard_section(lb: pd.DataFrame, cases: list[str]) -> str:
                 for _, r in plain.iterrows()
             ]
             out.append(table(headers, rows))
+        out.append("</section>")
+    if current is not None:
         out.append("</section>")
     return "\n".join(out)
 

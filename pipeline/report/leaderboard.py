@@ -53,6 +53,7 @@ LABELS = (
     "restorer_role",
     "noise_model",
     "case_params",
+    "task",  # the restoration task: the forward operator's label, or "denoise"
 )
 # What the report reads of results.parquet (a subset of the evaluate stage's RESULT_COLUMNS,
 # pipeline/evaluate/results.py; a test keeps the two in step).
@@ -130,6 +131,8 @@ def leaderboard(
     paired differences from the ``reference`` weighting of the same case and restorer."""
     check_columns(df, "results")
     df = df.copy()
+    if "task" not in df.columns:  # results written before tasks had operators: all denoising
+        df["task"] = "denoise"
     for col in (*CELL, *LABELS, "image_id"):
         df[col] = df[col].astype(str)
     for col in SEEDS:

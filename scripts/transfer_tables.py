@@ -15,7 +15,7 @@ non-empty ``weighting_method`` a learned weighting ``<method>:<variant>``.
 2. Weight-map quality: mean AUC of −w for the corrupted pixels and correlation with the oracle,
    per weighting and case.
 3. Transfer: mean MPSNR gain over the reference weighting (dB, over cases and images) per
-   weighting × restorer.
+   weighting × restorer, one table per task (denoising, and each forward operator).
 """
 
 from __future__ import annotations
@@ -39,15 +39,19 @@ def per_image(df: pd.DataFrame) -> pd.DataFrame:
 
 def table_by_case(img: pd.DataFrame, plain: pd.DataFrame) -> str:
     lines = []
-    restorers = sorted(img.restorer.unique())
     builtin = img.loc[img.weighting_method == "", "weighting"].unique()
     builtin = sorted(builtin, key=lambda w: (BUILTIN_ORDER.get(w, 3), w))
     methods = sorted(m for m in img.weighting_method.unique() if m)
     for case in sorted(img.case.unique()):
         c = img[img.case == case]
+        restorers = sorted(c.restorer.unique())  # a task's case runs the restorers taking A
         lines.append(
-            f"\n**{case}** (noisy {plain.loc[case, 'noisy']:.2f} dB"
-            + "".join(f", {r} {plain.loc[case, r]:.2f}" for r in plain.columns if r != "noisy")
+            f"\n**{case}** (degraded {plain.loc[case, 'noisy']:.2f} dB"
+            + "".join(
+                f", {r} {plain.loc[case, r]:.2f}"
+                for r in plain.columns
+                if r != "noisy" and pd.notna(plain.loc[case, r])
+            )
             + ")\n"
         )
         lines.append("| weighting | " + " | ".join(restorers) + " |")
@@ -126,8 +130,13 @@ def main() -> None:
     print(table_by_case(img, plain))
     print("\nWeight maps: AUC of −w for the corrupted pixels, correlation with the oracle map.\n")
     print(auc_table(img))
-    print(f"\nTransfer: MPSNR gain over {args.reference} (dB), mean over cases and test images.\n")
-    print(transfer_table(img, args.reference))
+    task = df.groupby("case")["task"].first() if "task" in df else None
+    for name in [None] if task is None else list(dict.fromkeys(task.reindex(img.case))):
+        part = img if task is None else img[img.case.map(task) == name]
+        what = "" if name is None else f"task {name}, "
+        print(f"\nTransfer: MPSNR gain over {args.reference} (dB), {what}mean over its cases and "
+              "test images.\n")  # fmt: skip
+        print(transfer_table(part, args.reference))
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ class EvaluateParams:
     # scale. A best value still on the edge after `extend` steps is reported (strength_on_edge).
     grid: list[float] = field(default_factory=lambda: [0.25, 1.0, 4.0])
     extend: int = 3
-    refine: int = 1  # (params.yaml's CPU default sets 0/0: README, "Evaluation")
+    refine: int = 1
     # Samples per batched solve of a model (1: one cell at a time, the fastest on a CPU for the
     # default 32×32×31 cubes: benchmarks/evaluate_engine.py; GPUs want more).
     batch: int = 1

@@ -63,14 +63,23 @@ def degradation_figure(examples: dict, image_id: str, synthetic: bool, path: str
             row[3].set_title("true σ ×255 per band (red: corrupted)", fontsize=9)
             row[3].set_xlabel("band", fontsize=8)
             row[3].tick_params(labelsize=7)
-        row[4].imshow(mask[b], cmap="gray_r", vmin=0, vmax=1)
-        row[4].set_title(f"corrupted pixels, band {b + 1} ({mask[b].mean():.1%})", fontsize=9)
+        observed = info.get("operator", {}).get("observed")
+        if observed is not None and not mask.any():
+            # An inpainting task: what A removes says more than the (empty) corruption mask.
+            row[4].imshow(~observed[b], cmap="gray_r", vmin=0, vmax=1)
+            missing = (~observed[b]).mean()
+            row[4].set_title(f"missing pixels (A), band {b + 1} ({missing:.1%})", fontsize=9)
+        else:
+            row[4].imshow(mask[b], cmap="gray_r", vmin=0, vmax=1)
+            title = f"corrupted pixels, band {b + 1} ({mask[b].mean():.1%})"
+            row[4].set_title(title, fontsize=9)
         for ax in (row[0], row[1], row[2], row[4]) if np.ptp(sigma[b]) == 0 else row:
             ax.set_xticks([])
             ax.set_yticks([])
     kind = "SYNTHETIC cube (from an RGB photograph)" if synthetic else "clean image"
-    fig.suptitle(f"Test image {image_id!s}, {kind}, under every noise case", fontsize=11)
-    fig.tight_layout()
+    fig.suptitle(f"Test image {image_id!s}, {kind}, under every case", fontsize=11)
+    # Room for the title above the first row's panel titles.
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_size_inches()[1]))
     # Rendered by Agg at a fixed size and encoded by png_bytes (no time or version chunks, the
     # reference zlib): the file is a function of the pixels only, whatever the CPU.
     fig.set_dpi(DPI)

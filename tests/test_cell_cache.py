@@ -28,6 +28,7 @@ from pipeline.evaluate.transfer import (
     execute,
     next_multipliers,
     refinements,
+    spread,
     tune,
 )
 from pipeline.evaluate.weightings import Weighting, handcrafted_weights, oracle_weights
@@ -272,3 +273,11 @@ def test_maps_round_trip_and_a_corrupt_map_is_not_used(tmp_path):
     path.write_bytes(bytes(raw))
     assert cache.get_array("12" * 32) is None and cache.corrupt == [str(path)]
     assert not path.exists() and CellCache(None).get_array("12" * 32) is None
+
+
+def test_few_groups_are_spread_one_job_per_task():
+    many = [[i, i + 100] for i in range(8)]
+    assert spread(many, slots=2) is many  # ≥ 4 per slot: kept as they are
+    few = [[0, 1, 2], [3], [4, 5]]
+    assert spread(few, slots=2) == [[0], [1], [2], [3], [4], [5]]
+    assert spread(few, slots=1, per_slot=3) is few

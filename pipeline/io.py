@@ -107,13 +107,16 @@ def save_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
     write_bytes(path, buf.getvalue())
 
 
-def load_npz(path: str | os.PathLike, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+def load_npz(
+    path: str | os.PathLike, keys: tuple[str, ...], optional: tuple[str, ...] = ()
+) -> dict[str, np.ndarray]:
+    """The arrays ``keys`` (all required) and those of ``optional`` the file has."""
     try:
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in keys if k not in z.files]
             if missing:
                 raise ValueError(f"{path}: missing arrays {missing} (has {sorted(z.files)})")
-            return {k: z[k] for k in keys}
+            return {k: z[k] for k in (*keys, *(k for k in optional if k in z.files))}
     except (OSError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{path}: not a readable .npz file ({exc})") from exc
 

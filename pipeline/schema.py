@@ -12,6 +12,7 @@ import dataclasses
 import math
 import types
 import typing
+from collections.abc import Iterable
 from typing import Any, Literal, TypeVar, Union
 
 T = TypeVar("T")
@@ -23,6 +24,24 @@ class ConfigError(ValueError):
 
 def fail(where: str, value: Any, why: str) -> ConfigError:
     return ConfigError(f"{where} = {value!r}: {why}")
+
+
+def named_mapping(
+    value: Any, where: str, kind: str, known: Iterable[str], unknown: str
+) -> tuple[str, dict[str, Any]]:
+    """``(name, the other keys)`` of a ``{name: ..., <params>}`` mapping (a bare string is the
+    name alone); ``kind`` words the shape error (``a case``), ``unknown`` the error for a name
+    not in ``known`` (``unknown noise case``)."""
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict) or "name" not in value:
+        raise fail(where, value, f"{kind} is a mapping with a 'name' (and its parameters)")
+    rest = dict(value)
+    name = rest.pop("name")
+    known = list(known)
+    if name not in known:
+        raise ConfigError(f"{where}.name = {name!r}: {unknown} (known: {', '.join(known)})")
+    return name, rest
 
 
 def parse(tp: Any, value: Any, where: str) -> Any:

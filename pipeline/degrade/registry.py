@@ -28,7 +28,7 @@ from pipeline.degrade.noise.impulse import ImpulseParams, impulse
 from pipeline.degrade.noise.mixture import MixtureParams, mixture
 from pipeline.degrade.noise.stripe import StripeParams, stripe
 from pipeline.io import canonical_json, json_sha256, safe_name
-from pipeline.schema import ConfigError, fail, parse_dataclass, to_plain
+from pipeline.schema import fail, named_mapping, parse_dataclass, to_plain
 
 
 class NoiseModel(NamedTuple):
@@ -67,18 +67,9 @@ class Case:
     def from_param(cls, value: Any, where: str = "case") -> Case:
         if isinstance(value, Case):
             return value
-        if isinstance(value, str):
-            value = {"name": value}
-        if not isinstance(value, dict) or "name" not in value:
-            raise fail(where, value, "a case is a mapping with a 'name' (and its parameters)")
-        rest = dict(value)
-        name = rest.pop("name")
+        name, rest = named_mapping(value, where, "a case", NOISE_MODELS, "unknown noise case")
         label = rest.pop("label", None)
         operator = rest.pop("operator", None)
-        if name not in NOISE_MODELS:
-            raise ConfigError(
-                f"{where}.name = {name!r}: unknown noise case (known: {', '.join(NOISE_MODELS)})"
-            )
         params = parse_dataclass(NOISE_MODELS[name].params, rest, where)
         if operator is not None:
             from pipeline.degrade.tasks import Operator
@@ -102,7 +93,9 @@ class Case:
     @property
     def task(self) -> str:
         """The restoration task: the operator's label, or ``denoise``."""
-        return "denoise" if self.operator is None else self.operator.label
+        from pipeline.degrade.tasks import DENOISE
+
+        return DENOISE if self.operator is None else self.operator.label
 
     def to_param(self) -> dict[str, Any]:
         out = {"name": self.name, "label": self.label, **to_plain(self.params)}

@@ -43,7 +43,7 @@ from typing import Any, Literal
 import numpy as np
 
 from pipeline.io import load_npz
-from pipeline.schema import ConfigError, fail, parse_dataclass, require, to_plain
+from pipeline.schema import ConfigError, named_mapping, parse_dataclass, require, to_plain
 
 __all__ = [
     "DENOISE",
@@ -51,7 +51,6 @@ __all__ = [
     "Operator",
     "build_operator",
     "load_degraded",
-    "operator_of_file",
 ]
 
 DENOISE = "denoise"  # the task of a case without an operator (A = I)
@@ -120,15 +119,7 @@ class Operator:
     def from_param(cls, value: Any, where: str = "operator") -> Operator:
         if isinstance(value, Operator):
             return value
-        if isinstance(value, str):
-            value = {"name": value}
-        if not isinstance(value, dict) or "name" not in value:
-            raise fail(where, value, "an operator is a mapping with a 'name' (and its parameters)")
-        rest = dict(value)
-        name = rest.pop("name")
-        if name not in _PARAMS:
-            known = ", ".join(_PARAMS)
-            raise ConfigError(f"{where}.name = {name!r}: unknown operator (known: {known})")
+        name, rest = named_mapping(value, where, "an operator", _PARAMS, "unknown operator")
         return cls(name, parse_dataclass(_PARAMS[name], rest, where))
 
     @property
@@ -263,17 +254,10 @@ def _convolve(x: np.ndarray, k: np.ndarray, padding: str) -> np.ndarray:
     return out
 
 
-def operator_of_file(path: str | Path) -> list[str]:
-    """The operator arrays present in a degraded file (empty for a denoising file)."""
-    with np.load(path, allow_pickle=False) as z:
-        return [k for k in OPERATOR_KEYS if k in z.files]
-
-
 def load_degraded(path: str | Path) -> tuple[dict[str, np.ndarray], Any]:
     """``(arrays, A)``: ``noisy``, ``sigma``, ``mask`` and any operator arrays of a degraded
     file, and its operator (``None`` for denoising)."""
-    keys = ("noisy", "sigma", "mask", *operator_of_file(path))
-    arrays = load_npz(path, keys)
+    arrays = load_npz(path, ("noisy", "sigma", "mask"), optional=OPERATOR_KEYS)
     if "operator" not in arrays:
         return arrays, None
     return arrays, build_operator(arrays, str(path))

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.degrade.tasks import DENOISE
 from pipeline.evaluate.cells import NO_WEIGHTING, split_item, weight_key
 from pipeline.io import canonical_json, json_sha256
 
@@ -161,7 +162,7 @@ def results_table(run: dict, provenance: dict[str, str], run_ids: dict[tuple, st
         pick = chosen.get(cell, {})
         rows.append(
             {
-                "task": m.get("task", "denoise"),
+                "task": m.get("task", DENOISE),
                 "case": m["case"],
                 "noise_model": m["noise_model"],
                 "case_params": m["case_params"],

@@ -342,8 +342,8 @@ def _slots(cpu: float) -> int:
 def spread(groups: list[list[int]], slots: int, per_slot: int = 4) -> list[list[int]]:
     """Fewer groups than ``per_slot`` × ``slots`` (the later rounds of the strength search: a
     few keys past an edge, where one weak-strength group can hold ten slow solves) are split
-    into one job per task, so no worker idles behind a straggler; a task costs ≈ 8 ms of
-    overhead, nothing next to a solve. Results do not depend on the grouping."""
+    into one job per task, so no worker idles behind a straggler (a task's overhead is
+    milliseconds, small next to a solve). Results do not depend on the grouping."""
     if len(groups) >= per_slot * slots:
         return groups
     return [[i] for g in groups for i in g]

@@ -148,13 +148,13 @@ class VariationalModel(nn.Module):
         (:func:`~pipeline.models.strength.scaled_params`): the penalty does not change the
         minimiser, but with the reference penalties a weak regulariser converges slowly (the
         multiplier of :math:`U = DZ` is bounded by the strength, so the relative dual residual
-        needs tiny steps). Measured on the val cubes of the four corrupted cases, tol 1e-3, float32,
-        w = 1 and oracle, ×1/16, ×1/4, ×4 the reference: LRTV 16,025 → 4,495 iterations
-        (56 → 17 s), every objective equal or lower (≤ 5e-4 relative, MPSNR within 0.02 dB),
-        four solves at the 3,000 cap before and none after; TV at ×1/16 with oracle weights on
-        impulse 1,515 → 80 iterations, ×2 super-resolution 1,555 → 345, objectives within 1e-5
-        of a 30,000-iteration solve either way. E3DTV (non-convex) is left alone: the same
-        scaling moved its results by up to ±0.5 dB and traded four capped solves for two others.
+        needs tiny steps). ``benchmarks/penalty_scaling.py`` (val cubes of the five denoising
+        cases, tol 1e-3, float32, w = 1 and oracle, ×1/16, ×1/4, ×4): LRTV 17,890 → 4,920
+        iterations (31.5 → 8.5 s), five solves at the 3,000 cap before and none after; TV 2.9×,
+        TVS 2.1×, TV-L1 1.5× fewer iterations; TV on the tasks 4.6× (×2 super-resolution at
+        ×1/16: 1,565 → 345); objectives within +1e-3 relative (most lower), MPSNR within
+        0.14 dB (TVS 0.38). E3DTV (non-convex) is left alone: the same scaling moved its
+        results by up to 3.2 dB.
         Empty for a model without such penalties or with its own rule.
     ``unrolled_cost``
         relative cost of one step of the unrolled solve (``converge=False``, DLW's bilevel

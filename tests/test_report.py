@@ -8,12 +8,12 @@ import os
 import re
 import subprocess
 import sys
-from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from dom import Dom, table_rows
 from fixtures_report import (
     FAKE_META,
     HOSTILE,
@@ -176,62 +176,20 @@ def test_sign_flip_and_holm_and_small_n():
     assert math.isnan(paired_p([1.0, 2.0], [0.0, 1.0])[0])  # equal diffs: no t statistic
 
 
-class Page(HTMLParser):
-    """Tag balance of table elements, every start tag with its attributes, and the tables."""
-
-    TRACKED = frozenset(
-        {"table", "thead", "tbody", "tr", "td", "th", "section", "figure", "script"}
-    )
-
-    def __init__(self):
-        super().__init__(convert_charrefs=True)
-        self.stack, self.errors, self.starts, self.tables = [], [], [], []
-        self._tables, self._row, self._cell = [], None, None
-        self.scripts, self._script = [], None
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        self.starts.append((tag, a))
-        if tag in self.TRACKED:
-            self.stack.append(tag)
-        if tag == "table":
-            self._tables.append({"class": a.get("class", ""), "head": [], "rows": []})
-        elif tag == "tr":
-            self._row = []
-        elif tag in ("td", "th"):
-            self._cell = {"tag": tag, "v": a.get("data-v"), "text": ""}
-        elif tag == "script":
-            self._script = {"attrs": a, "text": ""}
-
-    def handle_endtag(self, tag):
-        if tag in self.TRACKED:
-            if not self.stack or self.stack[-1] != tag:
-                self.errors.append(f"</{tag}> closes {self.stack[-1:] or 'nothing'}")
-            else:
-                self.stack.pop()
-        if tag in ("td", "th") and self._cell is not None:
-            self._row.append(self._cell)
-            self._cell = None
-        elif tag == "tr":
-            t = self._tables[-1]
-            (t["head"] if all(c["tag"] == "th" for c in self._row) else t["rows"]).append(self._row)
-        elif tag == "table":
-            self.tables.append(self._tables.pop())
-        elif tag == "script":
-            self.scripts.append(self._script)
-
-    def handle_data(self, data):
-        if self._cell is not None:
-            self._cell["text"] += data
-        if self._script is not None and self.stack and self.stack[-1] == "script":
-            self._script["text"] += data
+def parse(html: str) -> Dom:
+    dom = Dom(html)
+    assert not dom.errors, dom.errors[:5]
+    return dom
 
 
-def parse(html: str) -> Page:
-    p = Page()
-    p.feed(html)
-    p.close()
-    return p
+def boards(dom: Dom, first: str = "Weighting") -> list[tuple[list[str], list]]:
+    """The detailed tables (header row starting Rank, <first>) as (headers, rows of cells)."""
+    out = []
+    for t in dom.find_all("table"):
+        head, rows = table_rows(t)
+        if head[:2] == ["Rank", first]:
+            out.append((head, rows))
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -340,13 +298,12 @@ def test_rows_without_weighting_get_no_gain(fake):
     ref = weighted[weighted.weighting == "unweighted"]
     assert (ref.mpsnr_gain == 0.0).all() and ref.mpsnr_p.isna().all()
     # On the page: the table of restorers without weighting shows – as their gain.
-    page = parse(report.html)
-    tables = [t for t in page.tables if t["head"] and t["head"][0][1]["text"] == "Restorer (role)"]
+    tables = boards(parse(report.html), "Restorer (role)")
     assert len(tables) == 2  # one per case
-    for t in tables:
-        names = sorted(row[1]["text"] for row in t["rows"])
+    for _, rows in tables:
+        names = sorted(row[1].text() for row in rows)
         assert names == ["bm4d (peer) †", "toy:b (learned, method toy)", "tv_l1 (peer)"]
-        assert {row[3]["text"] for row in t["rows"]} == {"–"}
+        assert {row[3].text() for row in rows} == {"–"}
 
 
 def test_learned_restorer_appears_in_leaderboard_and_page(fake):
@@ -358,56 +315,167 @@ def test_learned_restorer_appears_in_leaderboard_and_page(fake):
     others = toy[toy.weighting != "unweighted"]
     assert np.isfinite(others.mpsnr_gain).all() and np.isfinite(others.mpsnr_p).all()
     assert set(toy["rank"]) == set(range(1, 7))
-    html = report.html
-    assert html.count("<h4>Restorer toy <small>(learned, method toy)</small>") == 2
-    page = parse(html)
-    heads = [[c["text"] for c in t["head"][0]] if t["head"] else [] for t in page.tables]
+    dom = parse(report.html)
+    for case in sorted(set(lb.case)):
+        h4 = dom.find("h4", id=f"case-{case.replace('_', '-')}--toy")
+        assert h4 is not None and "learned, method toy" in h4.text()
     # The headline table has a column pair per weighting method and the learned restorer's MPSNR.
-    headline = next(h for h in heads if h[:3] == ["Case", "n images", "Best weighting"])
+    headline, _ = table_rows(dom.find("table", id="headline-table"))
+    assert headline[:3] == ["Case", "n images", "Best weighting"]
     for col in ("Best dlw", "dlw gain (dB)", "Best toy", "toy gain (dB)", "toy:b", "bm4d"):
         assert col in headline, (col, headline)
-    assert "learned restorers: toy, toy:b" in html
+    # The restorer filter offers it, and its rows carry it.
+    options = [o.get("value") for o in dom.find("select", id="filter-restorer").find_all("option")]
+    assert "toy" in options and "toy:b" in options
+    assert len(dom.find_all("tr", cls="detail-row", data_restorer="toy")) == 2 * 6
 
 
 def test_html_parses_and_holds_one_row_per_weighting(fake):
     _, report = fake
-    page = parse(report.html)
-    assert not page.errors and not page.stack, page.errors[:5]
-    heads = [[c["text"] for c in t["head"][0]] if t["head"] else [] for t in page.tables]
-    boards = [t for t, h in zip(page.tables, heads, strict=True) if h[:2] == ["Rank", "Weighting"]]
-    assert len(boards) == 2 * 3  # one per case × restorer taking a weighting
+    dom = parse(report.html)
+    tables = boards(dom)
+    assert len(tables) == 2 * 3  # one per case × restorer taking a weighting
     want = {"unweighted", "handcrafted", "oracle", "dlw:nn", "dlw:nn+tv", "toy:a"}
-    for t in boards:
-        assert "sortable" in t["class"]
-        names = [row[1]["v"] for row in t["rows"]]
-        assert sorted(names) == sorted(want)
-        assert all(len(row) == len(t["head"][0]) for row in t["rows"])
-    html = report.html
-    assert "SYNTHETIC DATA" in html and "MPSNR ↑" in html and "SAM ↓" in html
-    assert "Convergence warnings" in html and "67 %" in html  # the one unconverged fake solve
-    # Reference rows read "reference" in the gain column, and nothing on the page names one
-    # method as the subject of the benchmark.
-    for t in boards:
-        gains = {row[1]["v"]: row[3]["text"] for row in t["rows"]}
+    for head, rows in tables:
+        assert sorted(row[1].get("data-v") for row in rows) == sorted(want)
+        assert all(len(row) == len(head) for row in rows)
+        # Reference rows read "reference" in the gain column.
+        gains = {row[1].get("data-v"): row[3].text() for row in rows}
         assert gains["unweighted"] == "reference" and gains["dlw:nn"].startswith("+")
-    title = re.search(r"<title>(.*)</title>", html).group(1)
+    for tr in dom.find_all("tr", cls="detail-row"):
+        assert "sortable" in next(a for a in tr.ancestors() if a.tag == "table").classes
+    assert dom.find("div", cls="synthetic") is not None
+    headers = {h for t in dom.find_all("table") for h in table_rows(t)[0]}
+    assert {"MPSNR ↑ (dB, mean ± CI)", "SAM ↓ (rad)", "MSSIM ↑"} <= headers
+    # The one unconverged fake solve, listed under convergence warnings.
+    _, rows = table_rows(dom.find("table", id="unconverged"))
+    assert [r[3].text() for r in rows] == ["67 %"] * len(rows) and rows
+    # Nothing on the page names one method as the subject of the benchmark.
+    title = dom.find("title").text()
     assert "DLW" not in title and "learned weightings and restorers" in title
+
+
+def test_overview_matrix_on_the_page_matches_the_table(fake):
+    """Every overview cell shows the prepared gain, carries its task and case, and links to an
+    id of the page; every internal link resolves."""
+    _, report = fake
+    dom = parse(report.html)
+    ov = report.overview
+    table = dom.find("table", id="overview")
+    ids = dom.ids()
+    shown = 0
+    for tr in table.find("tbody").find_all("tr", data_part=True):
+        part = tr.get("data-part")
+        for td in tr.find_all("td", cls="ov-cell"):
+            row = ov[(ov["part"] == part) & (ov["case"] == td.get("data-case"))]
+            if row.empty:
+                continue
+            r = row.iloc[0]
+            assert td.get("data-task") == r["task"]
+            a = td.find("a", cls="drill")
+            assert a is not None and a.get("href") == f"#{r['anchor']}"
+            if not r["is_reference"] and math.isfinite(r["gain"]):
+                assert float(td.get("data-v")) == pytest.approx(r["gain"], abs=1e-9)
+                assert a.text().startswith(f"{r['gain']:+.2f}")
+                assert a.text().endswith({1: " ▲", -1: " ▼", 0: f"{r['gain']:+.2f}"}[r["sign"]])
+                shown += 1
+    assert shown == int((~ov["is_reference"] & ov["gain"].notna()).sum())
+    hrefs = [a.get("href") for a in dom.find_all("a")]
+    assert {h[1:] for h in hrefs if h.startswith("#")} <= ids
+    # Every detailed row with gallery images links to a figure of the gallery.
+    links = [a.get("href")[1:] for a in dom.find_all("a", cls="to-gallery")]
+    assert links and all(dom.find("figure", id=x) is not None for x in links)
+    # The headline sentences are the prepared ones, in order.
+    assert [li.text() for li in dom.find("ul", id="headline").find_all("li")] == report.sentences
+
+
+def test_tables_are_written_as_csv_and_latex(fake):
+    root, report = fake
+    out = root / "a"
+    ov = pd.read_csv(out / "tables/overview.csv", keep_default_na=False, na_values=[""])
+    assert list(ov.columns) == list(report.overview.columns)
+    np.testing.assert_allclose(ov["gain"], report.overview["gain"], rtol=0, atol=0)
+    lb = pd.read_csv(out / "leaderboard.csv")
+    np.testing.assert_array_equal(lb["mpsnr_mean"], report.leaderboard["mpsnr_mean"])
+    names = {p.stem for p in (out / "tables").iterdir()}
+    assert {"overview", "overview-matrix", "ranking", "headline", "details"} <= names
+    assert {"dlw-weight-maps", "dlw-source-sets"} <= names  # DLW's own sections
+    for stem in names:
+        tex = (out / "tables" / f"{stem}.tex").read_text()
+        assert "\\toprule" in tex and "\\bottomrule" in tex and "\\begin{tabular}" in tex
+    # The page links each of them.
+    dom = parse(report.html)
+    hrefs = {a.get("href") for a in dom.find(id="downloads").find_all("a")}
+    assert {f"tables/{n}.{e}" for n in names for e in ("csv", "tex")} <= hrefs
+    assert {"leaderboard.parquet", "leaderboard.csv"} <= hrefs
+    assert not list((out / "figures/page").iterdir())  # images embedded by default
+
+
+def test_images_go_to_files_past_the_inline_limit(tmp_path):
+    results = fake_results()
+    report = build_report(
+        results, fake_gallery(results), FAKE_META, ReportOptions(inline_images_max_mb=0)
+    )
+    write_report(report, tmp_path)
+    dom = parse(report.html)
+    srcs = [img.get("src") for img in dom.find_all("img")]
+    assert srcs and all(s.startswith("figures/page/") and s.endswith(".png") for s in srcs)
+    for s in set(srcs):
+        data = (tmp_path / s).read_bytes()
+        assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    assert len(set(srcs)) == len(list((tmp_path / "figures/page").iterdir()))
+
+
+def test_methods_add_sections_through_the_hook(monkeypatch):
+    """A registered method's sections appear on the page and beside it, without the report
+    knowing its name; DLW's own parts come through the same hook."""
+    from pipeline.methods import registry
+    from pipeline.methods.base import Method
+    from pipeline.report.sections import Section
+
+    class Toy(Method):
+        name = "toy"
+
+        @classmethod
+        def report_sections(cls, results, lb, options):
+            t = lb[lb["weighting_method"] == "toy"][["case", "restorer", "mpsnr_gain"]]
+            return [Section("toy-gains", "Toy: gains", "From the toy.", t.reset_index(drop=True),
+                            {"case": "Case", "mpsnr_gain": "Gain"}, {"mpsnr_gain": 2})]  # fmt: skip
+
+    monkeypatch.setitem(registry.METHODS, "toy", Toy)
+    report = build_report(fake_results(), None, FAKE_META)
+    dom = parse(report.html)
+    section = dom.find("section", id="toy-gains")
+    assert section is not None and section.find("h2").text() == "Toy: gains"
+    head, rows = table_rows(section.find("table"))
+    assert head == ["Case", "Gain"] and len(rows) == 2 * 3
+    lb = report.leaderboard
+    want = lb[lb["weighting_method"] == "toy"]["mpsnr_gain"].round(2)
+    assert [float(r[1].text()) for r in rows] == pytest.approx(list(want), abs=1e-9)
+    assert [e.name for e in report.exports if e.name.startswith(("toy", "dlw"))] == [
+        "dlw-weight-maps", "dlw-source-sets", "toy-gains"]  # fmt: skip
+    assert dom.find("section", id="dlw-weight-maps") is not None
+
+
+def test_report_holds_no_hand_encoder_and_no_html_strings():
+    """Images go through Pillow, markup through the templates."""
+    src = "\n".join(p.read_text() for p in (ROOT / "pipeline/report").glob("*.py"))
+    assert "zlib" not in src and "struct.pack" not in src
+    assert not re.search(r"[\"']<(table|tr|td|div|section|figure|img|p|h[1-6])[ >]", src)
 
 
 def test_page_is_self_contained_and_offline(fake):
     _, report = fake
     html = report.html
-    page = parse(html)
-    for tag, attrs in page.starts:
+    dom = parse(html)
+    for e in dom.root.iter():
         for key in ("src", "href", "action", "poster", "data"):
-            value = (attrs.get(key) or "").strip().lower()
-            assert not value.startswith(("http:", "https:", "//", "ftp:")), (tag, key, value)
-            if key == "src" and key in attrs:
-                assert value.startswith("data:image/png;base64,"), (tag, value[:40])
-            if key == "href" and key in attrs:
-                assert value.startswith("#"), (tag, value)
-        assert tag not in ("link", "iframe", "object", "embed")
-    assert not re.search(r"(src|href)\s*=\s*[\"']?\s*https?://", html)
+            value = (e.get(key) or "").strip().lower()
+            assert not re.match(r"[a-z][a-z0-9+.-]*:", value) or value.startswith("data:image/png")
+            assert not value.startswith("//"), (e.tag, key, value)
+            if key == "src" and key in e.attrs:
+                assert value.startswith("data:image/png;base64,"), (e.tag, value[:40])
+        assert e.tag not in ("link", "iframe", "object", "embed")
     assert "@import" not in html and "url(" not in html
 
 
@@ -420,16 +488,18 @@ def test_hostile_strings_appear_only_escaped(tmp_path):
     assert HOSTILE[1] not in html and "<img src=x" not in html
     assert html.count("<script") == 2 and html.count("</script>") == 2  # only our own two
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html  # shown, escaped
-    assert "&quot;&gt;&lt;img src=x onerror=1&gt;" in html
+    assert "&#34;&gt;&lt;img src=x onerror=1&gt;" in html  # Jinja2's escape of the quote
     assert "image &lt;/script&gt;" in html  # the hostile image id, in the gallery heading
-    page = parse(html)
-    assert not page.errors and not page.stack
-    for tag, attrs in page.starts:
-        assert not any(k.startswith("on") for k in attrs), (tag, attrs)
-        assert tag != "img" or attrs["src"].startswith("data:image/png;base64,")
+    dom = parse(html)
+    for e in dom.root.iter():
+        assert not any(k.startswith("on") for k in e.attrs), (e.tag, e.attrs)
+        assert e.tag != "img" or e.get("src").startswith("data:image/png;base64,")
     # The embedded JSON keeps the original strings exactly once decoded.
-    data = next(s for s in page.scripts if s["attrs"].get("type") == "application/json")
-    assert HOSTILE[0] in json.loads(data["text"])["cases"]
+    data = dom.find("script", type="application/json")
+    assert HOSTILE[0] in json.loads(data.text())["cases"]
+    # Hostile labels are options of the filters as text, unchanged.
+    cases = [o.text() for o in dom.find("select", id="filter-case").find_all("option")]
+    assert HOSTILE[0] in cases
     # Hostile labels reach the charts too (matplotlib) without breaking them.
     assert html.count("data:image/png;base64,") >= 3
 
@@ -486,14 +556,15 @@ def test_reference_option_in_the_report(fake):
         assert e["mpsnr_reference"] == e0["mpsnr_handcrafted"]
         assert e["unweighted_gain_db"] == pytest.approx(-e0["handcrafted_gain_db"], abs=2e-4)
         assert "handcrafted_gain_db" not in e and e["best_weighting"] != "handcrafted"
-    page = parse(report.html)
-    heads = [[c["text"] for c in t["head"][0]] if t["head"] else [] for t in page.tables]
-    boards = [t for t, h in zip(page.tables, heads, strict=True) if h[:2] == ["Rank", "Weighting"]]
-    assert len(boards) == 2 * 3
-    for t in boards:
-        gains = {row[1]["v"]: row[3]["text"] for row in t["rows"]}
+    dom = parse(report.html)
+    tables = boards(dom)
+    assert len(tables) == 2 * 3
+    for _, rows in tables:
+        gains = {row[1].get("data-v"): row[3].text() for row in rows}
         assert gains["handcrafted"] == "reference" and gains["unweighted"].startswith("-")
-    assert "against <code>handcrafted</code>" in report.html
+    ov = report.overview
+    assert set(ov.loc[ov["part_kind"] == "weighting", "reference"]) == {"handcrafted"}
+    assert "compared with handcrafted" in dom.find(id="overview-section").text()
 
 
 def test_no_method_name_is_special(fake):

@@ -191,6 +191,9 @@ class Method:
         raise NotImplementedError(f"{cls.__name__} provides no restorer")
 
     @classmethod
-    def report_sections(cls, results) -> list:
-        """The method's own report sections from the results table (none by default)."""
+    def report_sections(cls, results, lb, options) -> list:
+        """The method's own report sections (:class:`pipeline.report.sections.Section`, each a
+        template name plus a tidy table and/or a figure) from the results table, the leaderboard
+        and the report options (``options.reference``, ``options.confidence``); none by
+        default. The report renders them in registry order and exports their tables."""
         return []

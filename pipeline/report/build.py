@@ -1,18 +1,21 @@
 """The report as a pure function of ``reports/results.parquet`` and ``reports/gallery.parquet``:
-:func:`build_report` computes the leaderboard table, the headline metrics and the HTML page;
-:func:`write_report` writes them atomically. No clock, no randomness, no network.
+:func:`build_report` computes the leaderboard table, the headline metrics, the overview (every
+learned part × task and case), the methods' own sections and the page (Jinja2 templates in
+``pipeline/report/templates``); :func:`write_report` writes them atomically. No clock, no
+randomness, no network.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from pipeline.io import read_parquet_meta, write_bytes, write_json, write_parquet
+from pipeline.report.export import Export, write_csv, write_images, write_tables
 from pipeline.report.leaderboard import (
     BETTER,
     GALLERY_COLUMNS,
@@ -22,11 +25,12 @@ from pipeline.report.leaderboard import (
     first_seen,
     headline,
     leaderboard,
-    weight_quality,
 )
 from pipeline.report.stats import TESTS
 
-OUTS = ("leaderboard.parquet", "metrics.json", "index.html")
+OUTS = ("leaderboard.parquet", "metrics.json", "index.html", "leaderboard.csv")
+TABLES_DIR = "tables"
+FIGURES_DIR = "figures/page"
 TEXT_COLUMNS = (
     "weighting",
     "weighting_method",
@@ -52,6 +56,11 @@ class ReportOptions:
     reference: str = REFERENCE
     # Gallery bands larger than this many pixels a side are block-averaged down for the page.
     gallery_max_px: int = 256
+    # The restorer the overview's restorer rows compare with (at the reference weighting).
+    reference_restorer: str = "tv"
+    # The page embeds its images while they total at most this many MiB; past it they are
+    # written under reports/figures/page/ and linked relatively.
+    inline_images_max_mb: float = 8.0
 
     @classmethod
     def from_section(cls, section: Any, where: str = "report") -> ReportOptions:
@@ -87,6 +96,16 @@ class ReportOptions:
             raise ValueError(
                 f"params.yaml: {where}.gallery_max_px = {opts.gallery_max_px!r}: need an int ≥ 8"
             )
+        if not (isinstance(opts.reference_restorer, str) and opts.reference_restorer.strip()):
+            raise ValueError(
+                f"params.yaml: {where}.reference_restorer = {opts.reference_restorer!r}: need a "
+                "restorer name"
+            )
+        mb = opts.inline_images_max_mb
+        if isinstance(mb, bool) or not isinstance(mb, int | float) or not 0 <= mb < 1e6:
+            raise ValueError(
+                f"params.yaml: {where}.inline_images_max_mb = {mb!r}: need a number ≥ 0 (MiB)"
+            )
         return opts
 
     def to_dict(self) -> dict[str, Any]:
@@ -99,6 +118,12 @@ class Report:
     leaderboard_meta: dict[str, Any]
     metrics: dict[str, Any]
     html: str
+    exports: list[Export] = field(default_factory=list)
+    # The page's images written as files (empty when the page embeds them).
+    images: dict[str, bytes] = field(default_factory=dict)
+    overview: pd.DataFrame | None = None
+    ranking: pd.DataFrame | None = None
+    sentences: list[str] = field(default_factory=list)
 
 
 def _read_parquet(path: str | os.PathLike, what: str) -> tuple[pd.DataFrame, dict]:
@@ -148,32 +173,73 @@ def check_reference(results: pd.DataFrame, reference: str) -> None:
         )
 
 
+def check_reference_restorer(results: pd.DataFrame, reference_restorer: str) -> None:
+    """The overview's reference restorer must be in the results (an error lists those there)."""
+    names = sorted(set(results["restorer"].astype(str)))
+    if names and reference_restorer not in names:
+        raise ValueError(
+            f"report.reference_restorer = {reference_restorer!r} is no restorer of the results; "
+            f"they hold {names}"
+        )
+
+
+def method_sections(results: pd.DataFrame, lb: pd.DataFrame, options: ReportOptions) -> list:
+    """The sections of every registered method present in the results (registry order)."""
+    from pipeline.methods.registry import METHODS
+    from pipeline.report.sections import Section
+
+    present = set(results["weighting_method"]) | set(results["restorer_method"])
+    out = []
+    for name, method in METHODS.items():
+        if name not in present:
+            continue
+        for s in method.report_sections(results, lb, options):
+            if not isinstance(s, Section):
+                raise TypeError(f"method {name!r}: report_sections must return Section objects")
+            out.append(s)
+    names = [s.name for s in out]
+    if len(set(names)) != len(names):
+        raise ValueError(f"report sections with the same name: {names}")
+    return out
+
+
 def build_report(
     results: pd.DataFrame,
     gallery: pd.DataFrame | None,
     meta: dict[str, Any],
     options: ReportOptions | None = None,
+    templates: str | os.PathLike | None = None,
 ) -> Report:
-    from pipeline.report import charts
-    from pipeline.report.gallery import gallery_html
-    from pipeline.report.html import page
+    """Every table, figure and the page; ``templates`` replaces the template folder."""
+    from pipeline.report import charts, overview
+    from pipeline.report import page as P
+    from pipeline.report.gallery import gallery_view
+    from pipeline.report.images import ImageStore
+    from pipeline.report.render import render, script_json
+    from pipeline.report.view import frame_table
 
     options = options or ReportOptions()
     check_columns(results, "results")
     results = normalise(results)
     reference = options.reference
     check_reference(results, reference)
+    check_reference_restorer(results, options.reference_restorer)
     lb = leaderboard(results, options.confidence, options.test, reference)
     cases = first_seen(results["case"])
     metrics = headline(lb, cases, reference)
-    quality = weight_quality(lb, reference)
+    ov = overview.overview(
+        results, reference, options.reference_restorer, options.confidence, options.test
+    )
+    rk = overview.ranking(ov, options.confidence)
+    sentences = overview.headline(ov)
     weighted = lb["weighting"] != NO_WEIGHTING
     restorers = first_seen(lb.loc[weighted, "restorer"])
     plain = first_seen(lb.loc[~weighted, "restorer"])
-    figures = {
-        "heatmap": charts.transfer_heatmap(lb, cases, restorers, reference),
-        "bars": charts.mpsnr_bars(lb, cases, restorers, plain),
-        "scatter": charts.auc_vs_gain(quality, reference),
+
+    store = ImageStore()
+    chart_keys = {
+        "heatmap": store.add(charts.transfer_heatmap(lb, cases, restorers, reference)),
+        "bars": store.add(charts.mpsnr_bars(lb, cases, restorers, plain)),
     }
     keys = ["case", "image_id", "restorer", "weighting"]
     mpsnr = {
@@ -183,17 +249,73 @@ def build_report(
         tuple(k): float(v)
         for k, v in results.groupby(["case", "image_id"], sort=True)["noisy_mpsnr"].mean().items()
     }
-    gal = gallery_html(gallery, mpsnr, noisy, cases, options.gallery_max_px)
-    html = page(
-        lb=lb,
-        metrics=metrics,
-        results=results,
-        meta=meta,
-        quality=quality,
-        charts=figures,
-        gallery_html=gal,
-        options=options.to_dict(),
-    )
+    tasks = P.task_of(lb)
+    strips, links = gallery_view(gallery, mpsnr, noisy, cases, tasks, store, options.gallery_max_px)
+    sections = []
+    for s in method_sections(results, lb, options):
+        view = (
+            frame_table(s.table, s.columns, s.digits, f"{s.name}-table")
+            if (s.table is not None)
+            else None
+        )
+        sections.append(
+            {
+                "name": s.name,
+                "title": s.title,
+                "text": s.text,
+                "view": view,
+                "figure_key": store.add(s.figure),
+                "caption": s.caption,
+                "template": s.template,
+                "section": s,
+            }
+        )
+    inline = store.inline(options.inline_images_max_mb)
+    headline_frame = P.headline_frame(metrics, lb, reference)
+    conv = P.convergence(lb)
+    exports = [
+        Export("overview", "Overview: mean paired MPSNR gain over the reference", ov),
+        Export("overview-matrix", "Overview matrix (gain, dB)", overview.overview_matrix(ov)),
+        Export("ranking", f"Ranking ({overview.RANK_AGGREGATION})", rk),
+        Export("headline", "Per case: best weighting of each method", headline_frame),
+        Export("details", "Leaderboard per task, case, restorer and weighting", lb),
+    ]
+    exports += [
+        Export(s["name"], s["title"], s["section"].table)
+        for s in sections
+        if s["section"].table is not None
+    ]
+    finite = ov["gain"].abs()[ov["gain"].notna()]
+    synthetic = bool(results["synthetic"].astype(bool).any())
+    context = {
+        "title": P.TITLE,
+        "synthetic": synthetic,
+        "n_synthetic": int(results["synthetic"].astype(bool).sum()),
+        "n_rows": len(results),
+        "filters": P.filter_options(lb),
+        "headline": sentences,
+        "overview": P.overview_table(ov, lb),
+        "scale": f"{float(finite.max()) if len(finite) else 0.0:.2f}",
+        "n_images": ", ".join(str(n) for n in sorted({int(n) for n in ov["n"] if n == n})),
+        "confidence_pct": f"{100 * options.confidence:g}",
+        "reference": reference,
+        "reference_restorer": options.reference_restorer,
+        "test": options.test,
+        "rank_aggregation": overview.RANK_AGGREGATION,
+        "rank_weightings": P.ranking_table(rk, "weighting", "rank-weightings"),
+        "rank_restorers": P.ranking_table(rk, "restorer", "rank-restorers"),
+        "headline_table": P.headline_table(metrics, lb, reference),
+        "details": P.detail_sections(lb, links),
+        "charts": chart_keys,
+        "sections": sections,
+        "gallery": strips,
+        "conv": conv,
+        "exports": [{"name": e.name, "title": e.title} for e in exports],
+        "prov": P.provenance(results, lb, meta, options.to_dict(), synthetic),
+        "src": store.sources(inline),
+        "metrics_json": script_json(metrics),
+    }
+    html = render(context, templates)
     lb_meta = {
         "stage": "report",
         "options": options.to_dict(),
@@ -201,15 +323,31 @@ def build_report(
         "unit": "image (seeds averaged per image first)",
         "results_meta": meta,
     }
-    return Report(lb, lb_meta, metrics, html)
+    return Report(
+        lb,
+        lb_meta,
+        metrics,
+        html,
+        exports=exports,
+        images={} if inline else dict(store.images),
+        overview=ov,
+        ranking=rk,
+        sentences=sentences,
+    )
 
 
 def write_report(report: Report, out_dir: str | os.PathLike = "reports") -> list[Path]:
-    """``leaderboard.parquet``, ``metrics.json`` and ``index.html`` in ``out_dir``, each written
-    to a temporary file and renamed, so a failure never leaves a half-written out."""
+    """``leaderboard.parquet``, ``metrics.json``, ``index.html``, ``leaderboard.csv``, the folder
+    ``tables/`` (every table as CSV and LaTeX) and ``figures/page/`` (the page's images when it
+    does not embed them) in ``out_dir``; each file is written to a temporary file and renamed,
+    each folder built beside and swapped in, so a failure never leaves a half-written out."""
     out = Path(out_dir)
     paths = [out / name for name in OUTS]
     write_parquet(paths[0], report.leaderboard, report.leaderboard_meta)
     write_json(paths[1], report.metrics)
+    write_csv(paths[3], report.leaderboard)
+    paths.append(write_tables(report.exports, out / TABLES_DIR))
+    paths.append(write_images(report.images, out / FIGURES_DIR))
+    # The page last: it links the files above.
     write_bytes(paths[2], report.html.encode("utf-8"))
     return paths

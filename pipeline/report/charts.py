@@ -1,4 +1,4 @@
-"""The report's figures as inline PNG (base64): transfer heat map, MPSNR bars, AUC vs gain.
+"""The report's figures as PNG bytes: transfer heat map, MPSNR bars, AUC vs gain.
 Rows and groups follow the label columns, never a method's name: a learned weighting is any
 label ``<method>:<variant>`` whose ``weighting_method`` is not empty.
 
@@ -9,7 +9,6 @@ through :func:`mpl_text`, since a ``$`` would otherwise start matplotlib's math 
 
 from __future__ import annotations
 
-import base64
 import io
 import math
 
@@ -34,12 +33,13 @@ def _plt():
     return plt
 
 
-def png_base64(fig) -> str:
+def png(fig) -> bytes:
+    """The figure as PNG bytes (matplotlib's Agg canvas, encoded by Pillow), then closed."""
     plt = _plt()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
     plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    return buf.getvalue()
 
 
 def row_label(weighting: str, method: str) -> str:
@@ -64,7 +64,7 @@ def transfer_rows(lb: pd.DataFrame, reference: str = REFERENCE) -> list[tuple[st
 
 def transfer_heatmap(
     lb: pd.DataFrame, cases: list[str], restorers: list[str], reference: str = REFERENCE
-) -> str | None:
+) -> bytes | None:
     """Rows = weighting, columns = restorer, colour = mean MPSNR gain over the reference (dB),
     one panel per case, every cell annotated; one symmetric colour scale for all panels."""
     rows = transfer_rows(lb, reference)
@@ -115,7 +115,7 @@ def transfer_heatmap(
     if im is not None:
         cbar = fig.colorbar(im, ax=axes, shrink=0.9)
         cbar.set_label(mpl_text(f"MPSNR gain over {reference} (dB)"), fontsize=8)
-    return png_base64(fig)
+    return png(fig)
 
 
 def _colours(weightings: list[str]) -> dict[str, tuple]:
@@ -136,7 +136,7 @@ def _colours(weightings: list[str]) -> dict[str, tuple]:
 
 def mpsnr_bars(
     lb: pd.DataFrame, cases: list[str], restorers: list[str], plain: list[str]
-) -> str | None:
+) -> bytes | None:
     """Mean MPSNR per weighting (bars grouped by restorer; ``plain``, the restorers that take no
     weighting, last), one panel per case; error bars are the leaderboard's t-intervals over
     images. Bars start at the case's mean noisy MPSNR (dashed), so a bar's length is the gain
@@ -195,10 +195,10 @@ def mpsnr_bars(
         top=1 - 0.35 / height,
         hspace=0.45,
     )
-    return png_base64(fig)
+    return png(fig)
 
 
-def auc_vs_gain(quality: pd.DataFrame, reference: str = REFERENCE) -> str | None:
+def auc_vs_gain(quality: pd.DataFrame, reference: str = REFERENCE) -> bytes | None:
     """Weight-map quality (mean AUC of −w for corrupted pixels) against restoration quality
     (MPSNR gain over the reference, averaged over restorers): one point per case × weighting."""
     q = quality.dropna(subset=["weight_auc", "mpsnr_gain"])
@@ -233,4 +233,4 @@ def auc_vs_gain(quality: pd.DataFrame, reference: str = REFERENCE) -> str | None
     ax.tick_params(labelsize=8)
     ax.legend(fontsize=7, title="case", title_fontsize=7, frameon=True)
     fig.subplots_adjust(left=0.12, right=0.97, bottom=0.13, top=0.97)
-    return png_base64(fig)
+    return png(fig)

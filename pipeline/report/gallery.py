@@ -1,56 +1,20 @@
-"""The gallery of ``reports/gallery.parquet``: clean, noisy, weight maps and restored bands as
-inline PNG images, laid out per (case, image) with weightings as columns and restorers as rows.
-
-PNG bytes come from a minimal encoder (8-bit grey or RGB, one IDAT chunk, zlib level 9, no
-ancillary chunks), so identical arrays always give identical bytes.
+"""The gallery of ``reports/gallery.parquet``: clean, noisy, weight maps and restored bands, laid
+out per (case, image) with weightings as columns and restorers as rows; images are PNG through
+Pillow (:mod:`pipeline.report.images`) and every figure has an id the detailed tables link to.
 """
 
 from __future__ import annotations
 
-import base64
 import math
-import struct
-import zlib
-from html import escape
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from pipeline.report.images import ImageStore, png_bytes
+from pipeline.report.view import gallery_anchor
+
 KINDS = ("clean", "noisy", "weight", "restored")
-
-
-def esc(s) -> str:
-    return escape(str(s), quote=True)
-
-
-def png_bytes(img: np.ndarray) -> bytes:
-    """PNG of a uint8 (H, W) grey or (H, W, 3) RGB image."""
-    img = np.ascontiguousarray(img, dtype=np.uint8)
-    if img.ndim == 2:
-        colour_type = 0
-    elif img.ndim == 3 and img.shape[2] == 3:
-        colour_type = 2
-    else:
-        raise ValueError(f"need an (H, W) or (H, W, 3) image, got shape {img.shape}")
-    h, w = img.shape[:2]
-    rows = img.reshape(h, -1)
-    raw = b"".join(b"\x00" + rows[i].tobytes() for i in range(h))  # filter type 0 per row
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        crc = zlib.crc32(tag + data) & 0xFFFFFFFF
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", crc)
-
-    header = struct.pack(">IIBBBBB", w, h, 8, colour_type, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(raw, 9))
-        + chunk(b"IEND", b"")
-    )
-
-
-def data_uri(img: np.ndarray) -> str:
-    return "data:image/png;base64," + base64.b64encode(png_bytes(img)).decode("ascii")
 
 
 def band_array(row, max_px: int, source: str = "gallery") -> np.ndarray:
@@ -88,89 +52,101 @@ def weight_rgb(a: np.ndarray) -> tuple[np.ndarray, float]:
     return np.round(rgba[..., :3] * 255.0).astype(np.uint8), vmax
 
 
-def _figure(img_uri: str, caption: str, alt: str) -> str:
-    return (
-        f'<figure><img class="tile" src="{img_uri}" alt="{esc(alt)}">'
-        f"<figcaption>{caption}</figcaption></figure>"
-    )
-
-
-def gallery_html(
+def gallery_view(
     gallery: pd.DataFrame | None,
     mpsnr: dict[tuple[str, str, str, str], float],
     noisy: dict[tuple[str, str], float],
     cases: list[str],
+    tasks: dict[str, str],
+    store: ImageStore,
     max_px: int = 256,
-) -> str:
-    """HTML of the gallery. ``mpsnr[(case, image_id, restorer, weighting)]`` (seeds averaged) and
-    ``noisy[(case, image_id)]`` label the images with their whole-cube MPSNR."""
+) -> tuple[list[dict[str, Any]], dict[tuple[str, str, str], list[str]]]:
+    """The gallery's strips (one per case and image; images registered in ``store``) and, per
+    (case, restorer, weighting), the ids of its restored figures. ``mpsnr[(case, image_id,
+    restorer, weighting)]`` (seeds averaged) and ``noisy[(case, image_id)]`` label the images
+    with their whole-cube MPSNR."""
     if gallery is None or gallery.empty:
-        return "<p>No gallery rows (reports/gallery.parquet is empty).</p>"
+        return [], {}
     g = gallery.copy()
     for col in ("case", "image_id", "kind", "weighting", "restorer"):
         g[col] = g[col].astype(str)
     order = {c: i for i, c in enumerate(cases)}
-    parts = []
     pairs = sorted(
         {(c, i) for c, i in zip(g["case"], g["image_id"], strict=True)},
         key=lambda ci: (order.get(ci[0], len(order)), ci[0], ci[1]),
     )
+    strips, links = [], {}
     for case, image_id in pairs:
         rows = g[(g["case"] == case) & (g["image_id"] == image_id)]
-        parts.append(_strip(rows, case, image_id, mpsnr, noisy, max_px))
-    return "\n".join(parts)
+        strip = _strip(rows, case, image_id, mpsnr, noisy, store, max_px)
+        strip["task"] = tasks.get(case, "denoise")
+        strips.append(strip)
+        for row in strip["rows"]:
+            for fig in row["cells"]:
+                if fig is not None and fig["restorer"] != "weight":
+                    key = (case, fig["restorer"], fig["weighting"])
+                    links.setdefault(key, []).append(fig["id"])
+    return strips, links
 
 
-def _strip(rows, case, image_id, mpsnr, noisy, max_px) -> str:
-    band = sorted({str(b) for b in rows["band"]})
-    head = (
-        f"<h3>Case {esc(case)}, image {esc(image_id)} "
-        f"<small>(band {esc(', '.join(band))} as stored: the most corrupted one)</small></h3>"
-    )
+def _figure(store, img, caption, alt, case, image_id, restorer, weighting) -> dict[str, Any]:
+    return {
+        "id": gallery_anchor(case, image_id, restorer, weighting),
+        "key": store.add(png_bytes(img)),
+        "caption": caption,
+        "alt": alt,
+        "restorer": restorer,
+        "weighting": weighting,
+    }
+
+
+def _strip(rows, case, image_id, mpsnr, noisy, store, max_px) -> dict[str, Any]:
     refs = []
     for kind in ("clean", "noisy"):
         r = rows[rows["kind"] == kind]
         if len(r):
             a = band_array(r.iloc[0], max_px)
-            cap = esc(kind)
+            cap = kind
             if kind == "noisy" and (case, image_id) in noisy:
                 cap += f", {noisy[(case, image_id)]:.2f} dB"
-            refs.append(_figure(data_uri(grey(a)), cap, f"{kind} {image_id}"))
+            refs.append(_figure(store, grey(a), cap, f"{kind} {image_id}", case, image_id,
+                                kind, kind))  # fmt: skip
     weights = rows[rows["kind"] == "weight"]
     restored = rows[rows["kind"] == "restored"]
     cols = sorted(set(weights["weighting"]) | set(restored["weighting"]), key=_weighting_order)
-    restorers = sorted(set(restored["restorer"]))
-    out = [head, '<div class="strip">', *refs, "</div>"]
-    if not cols:
-        return "\n".join(out)
-    out.append('<div class="scroll"><table class="gallery"><thead><tr><th></th>')
-    out += [f"<th>{esc(w)}</th>" for w in cols]
-    out.append("</tr></thead><tbody>")
+    out_rows = []
     if len(weights):
-        out.append("<tr><th>weight map</th>")
+        cells = []
         for w in cols:
             r = weights[weights["weighting"] == w]
             if len(r):
                 img, vmax = weight_rgb(band_array(r.iloc[0], max_px))
                 cap = f"0 (dark) … {vmax:.2f} (yellow)"
-                out.append(f"<td>{_figure(data_uri(img), cap, f'weights {w}')}</td>")
+                cells.append(_figure(store, img, cap, f"weights {w}", case, image_id, "weight", w))
             else:
-                out.append("<td></td>")
-        out.append("</tr>")
-    for t in restorers:
-        out.append(f"<tr><th>restored: {esc(t)}</th>")
+                cells.append(None)
+        out_rows.append({"label": "weight map", "cells": cells})
+    for t in sorted(set(restored["restorer"])):
+        cells = []
         for w in cols:
             r = restored[(restored["weighting"] == w) & (restored["restorer"] == t)]
             if len(r):
                 a = band_array(r.iloc[0], max_px)
                 v = mpsnr.get((case, image_id, t, w), math.nan)
                 cap = f"{v:.2f} dB" if math.isfinite(v) else "MPSNR n/a"
-                out.append(f"<td>{_figure(data_uri(grey(a)), cap, f'restored {t} {w}')}</td>")
+                cells.append(_figure(store, grey(a), cap, f"restored {t} {w}", case, image_id,
+                                     t, w))  # fmt: skip
             else:
-                out.append("<td></td>")
-        out.append("</tr>")
-    out.append("</tbody></table></div>")
-    return "\n".join(out)
+                cells.append(None)
+        out_rows.append({"label": f"restored: {t}", "cells": cells})
+    return {
+        "case": case,
+        "image_id": image_id,
+        "bands": ", ".join(sorted({str(b) for b in rows["band"]})),
+        "refs": refs,
+        "columns": cols,
+        "rows": out_rows,
+    }
 
 
 def _weighting_order(w: str) -> tuple[int, str]:

@@ -159,6 +159,13 @@ class DLW(Method):
         return True
 
     @classmethod
+    def report_sections(cls, results, lb, options) -> list:
+        """Weight-map quality and the source-set comparison (:mod:`pipeline.methods.dlw.report`)."""
+        from pipeline.methods.dlw.report import report_sections
+
+        return report_sections(results, lb, options.reference)
+
+    @classmethod
     def load(cls, path: str | os.PathLike, device: str = "cpu"):
         from pipeline.methods.dlw.net import load_dlwnet
 

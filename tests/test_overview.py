@@ -109,7 +109,8 @@ def test_columns_and_order(ov):
     assert not bool(d.oracle_informed)
     assert cell(ov, "restorer", "bm4d", "c2").role == "peer"
     assert d.anchor == "case-c1"
-    assert cell(ov, "restorer", "nn", "c2").anchor == "case-c2-restorers"
+    assert cell(ov, "restorer", "nn", "c2").anchor == "case-c2--nn"  # its table of weightings
+    assert cell(ov, "restorer", "bm4d", "c2").anchor == "case-c2-restorers"  # takes none
 
 
 def test_weighting_gain_interval_and_p_match_hand_computation(ov):

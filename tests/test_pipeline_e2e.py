@@ -244,6 +244,17 @@ def test_evaluate_and_report_outs(repo):
         assert label in html
     assert (repo / "reports/metrics.json").is_file() and (repo / "reports/evaluate.json").is_file()
 
+    # The page in a real browser: no console error, no network request, filters, sorting and
+    # every drill-down link as the DOM contract says (tests/browser.py; skips without Chromium
+    # outside CI).
+    from browser import check_page
+
+    problems = check_page(repo / "reports/index.html").problems
+    assert not problems, "\n".join(problems)
+    for name in ("overview", "ranking", "details", "dlw-weight-maps"):
+        assert (repo / f"reports/tables/{name}.csv").is_file()
+        assert "\\toprule" in (repo / f"reports/tables/{name}.tex").read_text()
+
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["evaluate"]["grid"] = [1.0]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

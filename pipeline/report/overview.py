@@ -38,6 +38,7 @@ import pandas as pd
 
 from pipeline.report.leaderboard import NO_WEIGHTING, REFERENCE, check_columns, first_seen
 from pipeline.report.stats import TESTS, holm, paired_p, t_interval
+from pipeline.report.view import case_anchor, slug
 
 # The default reference restorer of restorer gains (the report option ``reference_restorer``).
 REFERENCE_RESTORER = "tv"
@@ -103,11 +104,6 @@ POSITIVE_END = (0xE0, 0x82, 0x14)
 WHITE = "#ffffff"
 # Marks an oracle-informed part (it knows the true σ or mask) in the headline sentences.
 DAGGER = "†"
-
-
-def slug(s: Any) -> str:
-    """The HTML id fragment of a label: every non-alphanumeric character becomes ``-``."""
-    return "".join(ch if ch.isalnum() else "-" for ch in str(s))
 
 
 def diverging_colour(value: float, scale: float) -> str:
@@ -233,7 +229,7 @@ def _weighting_rows(df, x, case, task, weightings, reference, confidence, test) 
                 **st,
                 "mpsnr_mean": float(mean),
                 "restorers": int(pairs["restorer"].nunique()),
-                "anchor": f"case-{slug(case)}",
+                "anchor": case_anchor(case),
                 "note": note,
             }
         )
@@ -291,7 +287,10 @@ def _restorer_rows(df, x, case, task, restorers, reference, ref_restorer, confid
                 **st,
                 "mpsnr_mean": float(xr.mean()) if len(xr) else math.nan,
                 "restorers": 1,
-                "anchor": f"case-{slug(case)}-restorers",
+                # Its own table in the case: one of weightings, or that of restorers without.
+                "anchor": f"{case_anchor(case)}-restorers"
+                if base == NO_WEIGHTING
+                else f"{case_anchor(case)}--{slug(r)}",
                 "note": note,
             }
         )
@@ -326,7 +325,9 @@ def overview(
     - ``restorers``: how many restorers a weighting's gain averages over (1 for restorer rows);
     - ``colour``: :func:`diverging_colour` of the gain, scaled by the largest finite |gain| of
       the whole overview; ``anchor``: the id of the detail section, ``case-<slug(case)>`` for a
-      weighting and ``case-<slug(case)>-restorers`` for a restorer (:func:`slug`);
+      weighting, ``case-<slug(case)>--<slug(restorer)>`` for a restorer that takes weightings
+      (its table) and ``case-<slug(case)>-restorers`` for one that takes none
+      (:func:`pipeline.report.view.slug`);
     - ``note``: why a cell has no gain ("" otherwise).
 
     Cases where the reference restorer (or the reference weighting) did not run keep their rows

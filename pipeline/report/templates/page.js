@@ -5,8 +5,9 @@
   function key(td) {
     var v = td ? td.getAttribute("data-v") : "";
     if (v === null) { v = td.textContent; }
-    var f = parseFloat(v);
-    return { s: v, f: (v !== "" && isFinite(f) && String(f) === v.trim()) ? f : null };
+    // Number() reads the whole string ("1e-05" too) and gives NaN for any text.
+    var f = Number(v);
+    return { s: v, f: (v.trim() !== "" && isFinite(f)) ? f : null };
   }
   function sortBy(th) {
     var table = th.closest("table"), body = table.tBodies[0];

@@ -370,7 +370,24 @@ def check_page(path: Path | str, *, ready_timeout_ms: int = READY_TIMEOUT_MS) ->
     if not path.is_file():
         raise FileNotFoundError(path)
     report, _ = _browser().call(lambda b: _visit(b, path, ready_timeout_ms, _contract))
+    CHECKED.append((path.name, len(report.problems)))
     return report
+
+
+# Every page check_page opened in this test process, as (file name, problems found): the
+# summary line conftest.py prints at the end of the run (the browser tests' line in CI's log).
+CHECKED: list[tuple[str, int]] = []
+
+
+def summary_line() -> str | None:
+    if not CHECKED:
+        return None
+    clean = sum(1 for _, n in CHECKED if n == 0)
+    exe = find_chromium() or "?"
+    return (
+        f"browser: {len(CHECKED)} page(s) opened in headless Chromium ({exe}), {clean} passed "
+        f"every check, {len(CHECKED) - clean} reported problems (deliberately broken copies)"
+    )
 
 
 def on_page(path: Path | str, fn: Callable[[Any], Any], *, ready_timeout_ms=READY_TIMEOUT_MS):

@@ -26,3 +26,13 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line on the real-browser checks of the report page (tests/browser.py), if any ran."""
+    import sys
+
+    browser = sys.modules.get("browser")
+    line = browser.summary_line() if browser is not None else None
+    if line:
+        terminalreporter.write_line(line)

@@ -27,7 +27,42 @@ from pipeline.methods import registry
 from pipeline.methods.base import SCORE, find_parts
 
 # Seconds-long params of every method: a new method must add its own (test below).
-TINY = {"dlw": TINY_DLW, "toy": {"epochs": 2, "steps_per_epoch": 2}}
+TINY = {
+    "dlw": TINY_DLW,
+    "guidance": {
+        "width": 4,
+        "stages": 2,
+        "patch_size": 16,
+        "batch_size": 2,
+        "epochs": 2,
+        "steps_per_epoch": 2,
+        "val_patches": 1,
+        "blur_sigma": [0.5, 1.0],
+        "motion_size": 5,
+    },
+    "toy": {"epochs": 2, "steps_per_epoch": 2},
+}
+
+
+def operator_for(kind: str):
+    """A small forward operator of ``kind`` on 16×16 images (None: identity, denoising)."""
+    import torch
+
+    from pipeline.degrade import operators as ops
+    from pipeline.degrade.tasks import exact_gaussian_kernel
+
+    if kind == "identity":
+        return None
+    if kind == "blur":
+        return ops.Blur(torch.from_numpy(np.asarray(exact_gaussian_kernel(1.0), np.float64)))
+    if kind == "downsample":
+        return ops.Downsampling(2)
+    if kind == "inpaint":
+        observed = np.random.default_rng(0).random((8, 16, 16)) > 0.5
+        return ops.Inpainting(torch.from_numpy(observed.astype(np.float64)))
+    raise ValueError(kind)
+
+
 NAMES = [*registry.METHODS, "toy"]
 
 
@@ -104,7 +139,9 @@ def test_method_contract(name, methods, tmp_path):
         w = check_map(type(method).weights(part, noisy), noisy.shape, part_info.label)
         assert w.dtype == np.float32 and (w >= 0).all()
     if method.restorer_role is not None:
-        x, diag = type(method).restore(part, noisy, w, 1.0)
+        # On the first operator its restorer takes: none for denoising, else a small one.
+        A = operator_for(type(method).restorer_operators[0])
+        x, diag = type(method).restore(part, noisy, w, 1.0, A=A)
         assert x.shape == noisy.shape and np.isfinite(x).all()
         assert int(diag["iterations"]) >= 0
 

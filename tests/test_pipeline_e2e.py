@@ -180,8 +180,9 @@ def test_repro_writes_every_out_and_reruns_only_what_changed(repo):
         assert f"Running stage '{stage}'" not in second
     assert (repo / "data/sources.json").is_file()
 
-    # An edit of DLW's package concerns its training and evaluation; one of the runner, only
-    # the training stages (evaluate reads the trained parts, which DVC compares by content).
+    # An edit of DLW's package concerns its training, evaluation and report (a method adds
+    # report sections); one of the runner, only the training stages (evaluate reads the
+    # trained parts, which DVC compares by content).
     def changed_after_editing(path: str) -> set[str]:
         file = repo / path
         text = file.read_text()
@@ -193,7 +194,11 @@ def test_repro_writes_every_out_and_reruns_only_what_changed(repo):
         # ``check`` validates params with all of pipeline/; ``sources`` always runs.
         return set(json.loads(out[out.index("{") :])) - {"sources", "check"}
 
-    assert changed_after_editing("pipeline/methods/dlw/trainer.py") == {"train@dlw", "evaluate"}
+    assert changed_after_editing("pipeline/methods/dlw/trainer.py") == {
+        "train@dlw",
+        "evaluate",
+        "report",
+    }
     assert changed_after_editing("pipeline/train/runner.py") == {"train@dlw", "train@toy"}
 
     params = yaml.safe_load((repo / "params.yaml").read_text())

@@ -317,8 +317,8 @@ def test_learned_restorer_appears_in_leaderboard_and_page(fake):
     assert set(toy["rank"]) == set(range(1, 7))
     dom = parse(report.html)
     for case in sorted(set(lb.case)):
-        h4 = dom.find("h4", id=f"case-{case.replace('_', '-')}--toy")
-        assert h4 is not None and "learned, method toy" in h4.text()
+        section = dom.find("section", id=f"case-{case.replace('_', '-')}--toy")
+        assert section is not None and "learned, method toy" in section.find("h4").text()
     # The headline table has a column pair per weighting method and the learned restorer's MPSNR.
     headline, _ = table_rows(dom.find("table", id="headline-table"))
     assert headline[:3] == ["Case", "n images", "Best weighting"]

@@ -183,7 +183,7 @@ class Toy(Method):
         return np.full(noisy.shape, float(np.exp(float(part))), dtype=np.float32)
 
     @classmethod
-    def restore(cls, part, noisy: np.ndarray, w, strength: float):
+    def restore(cls, part, noisy: np.ndarray, w, strength: float, A=None):
         import torch
 
         with torch.no_grad():

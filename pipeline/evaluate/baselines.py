@@ -55,10 +55,53 @@ Gaussian noise σ = 30/255; this 2-core machine while other jobs ran, load ≈ 3
 
 Other runs (imports excluded): 31×32×32 took 7.0–10 s of wall time (7.1–7.2 s of CPU),
 31×64×64 25–51 s of wall time (20–29 s of CPU: the CPU time of a shared core varies with its
-neighbours). That is ≈ 0.2 ms of CPU per voxel, linear in the pixel count, split evenly between
-the hard-thresholding and the Wiener pass of the C library (profiled). BM3D takes 1.0 s of CPU on
-a 64×64 grey image and 2.0 s on a 32×32 RGB one (mostly fixed cost: 16×16 RGB also takes 2 s).
-For the default evaluation (5 test cubes × 5 cases, 31×32×32) BM4D adds ≈ 3 CPU-minutes.
+neighbours). That is ≈ 0.2 ms of CPU per voxel at that load, linear in the pixel count, split
+evenly between the hard-thresholding and the Wiener pass of the C library (profiled). BM3D takes
+1.0 s of CPU on a 64×64 grey image and 2.0 s on a 32×32 RGB one (mostly fixed cost: 16×16 RGB
+also takes 2 s).
+
+**On the default data, and the package's faster profiles** (``benchmarks/bm4d_profile.py``: the
+25 test cubes of the denoising cases, 31×32×32, the true mean σ, one thread, profiles interleaved
+per cube; this 2-core machine, load 1.5 at the start and 4 at the end; the ``np`` MPSNRs equal
+the ``bm4d`` rows of ``reports/results.parquet`` exactly). ``lc`` is the package's low-complexity
+``bm4d.profiles.BM4DProfileLC`` (±4 search window, Wiener stacks of 16), ``8x8`` its
+``BM4DProfile2D`` (8×8×1 blocks); ``d_mpsnr``: mean paired difference to ``np`` with its 95 %
+t-interval over the 5 images, ``speed_cpu``: ``np``'s CPU seconds over the profile's; the
+per-cube lines and the ``speed_wall`` column are left out, the verdicts wrapped:
+
+.. code-block:: text
+
+    $ .venv/bin/python benchmarks/bm4d_profile.py
+        case profile  images   cpu_s  wall_s  mpsnr  d_mpsnr  ci_lo  ci_hi  d_worst  speed_cpu
+    deadline      np       5  18.658  19.165 26.123    0.000  0.000  0.000    0.000      1.000
+    deadline      lc       5  13.342  13.565 26.023   -0.100 -0.269  0.068   -0.308      1.398
+    deadline     8x8       5  26.511  27.149 24.012   -2.111 -2.488 -1.733   -2.505      0.704
+     impulse      np       5  18.088  20.771 20.393    0.000  0.000  0.000    0.000      1.000
+     impulse      lc       5  12.401  13.404 20.096   -0.297 -0.440 -0.155   -0.461      1.459
+     impulse     8x8       5  26.112  27.043 20.809    0.416 -0.834  1.666   -0.572      0.693
+     mixture      np       5  19.817  26.135 18.954    0.000  0.000  0.000    0.000      1.000
+     mixture      lc       5  13.265  15.018 18.617   -0.337 -0.674  0.000   -0.798      1.494
+     mixture     8x8       5  28.401  36.552 19.200    0.246 -1.023  1.514   -1.148      0.698
+      noniid      np       5  18.935  25.688 27.225    0.000  0.000  0.000    0.000      1.000
+      noniid      lc       5  13.323  17.260 27.088   -0.137 -0.252 -0.023   -0.260      1.421
+      noniid     8x8       5  24.474  31.242 24.988   -2.237 -2.785 -1.690   -2.899      0.774
+      stripe      np       5  17.058  18.151 26.755    0.000  0.000  0.000    0.000      1.000
+      stripe      lc       5  12.231  12.766 26.681   -0.074 -0.230  0.083   -0.181      1.395
+      stripe     8x8       5  24.123  25.400 24.773   -1.982 -2.675 -1.289   -2.507      0.707
+         all      np       5  92.557 109.910 23.890    0.000  0.000  0.000    0.000      1.000
+         all      lc       5  64.563  72.012 23.701   -0.189 -0.324 -0.054   -0.353      1.434
+         all     8x8       5 129.623 147.385 22.756   -1.134 -1.826 -0.441   -1.624      0.714
+    lc: mean over the cases -0.189 dB, worst case mixture -0.337 dB → fails (≥ -0.1 dB mean,
+    ≥ -0.2 dB per case)
+    8x8: mean over the cases -1.134 dB, worst case noniid -2.237 dB → fails (≥ -0.1 dB mean,
+    ≥ -0.2 dB per case)
+
+So ``np`` costs ≈ 3.7 s of CPU a cube (≈ 0.12 ms a voxel) and the default evaluation (4
+denoising cases × 5 test cubes; ``noniid`` only when ``evaluate.cases`` is null) ≈ 74 CPU-s of
+BM4D. ``lc`` would save ≈ 30 % of that (≈ 22 CPU-s) for 0.19 dB on average and 0.30–0.34 dB on
+impulse and mixture (impulse's interval lies below -0.15 dB, mixture's reaches 0); ``8x8`` is
+slower and up to 2.2 dB worse. Neither is offered: a peer baseline weakened by a third of a dB on
+the cases where it is compared is not worth 22 CPU-s.
 """
 
 from __future__ import annotations

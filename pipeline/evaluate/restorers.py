@@ -227,7 +227,7 @@ class Restorer:
             parts = {} if parts is None else parts
             if self.path not in parts:
                 parts[self.path] = self.method_cls.load(Path(root or ".") / self.path)
-            x, diag = self.method_cls.restore(parts[self.path], noisy, w, multiplier)
+            x, diag = self.method_cls.restore(parts[self.path], noisy, w, multiplier, A=A)
             return np.asarray(x, dtype=np.float32), {
                 "iterations": int(diag.get("iterations", 0)),
                 "primal_residual": float(diag.get("primal_residual", math.nan)),
@@ -329,7 +329,7 @@ def plan_restorers(p: EvaluateParams, root: Path) -> list[Restorer]:
                     seed=part.seed,
                     path=part.path,
                     method_cls=cls,
-                    operators=tuple(getattr(cls, "operators", IDENTITY)),
+                    operators=tuple(cls.restorer_operators),
                 )
             )
     return out

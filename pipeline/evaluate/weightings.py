@@ -289,8 +289,15 @@ def plan_weightings(names: list[str], root: Path) -> list[Weighting]:
         cls = get_method(head)
         if not cls.provides_weighting:
             raise ValueError(f"evaluate.weightings[{i}]: method {head!r} provides no weighting")
+        if variant and not cls.provides_weighting_for(variant):
+            raise ValueError(
+                f"evaluate.weightings[{i}]: {name!r}: variant {variant!r} of {head!r} gives no "
+                "weight map"
+            )
         parts = find_parts(root, head, [variant] if variant else None)
         if not parts:
             raise ValueError(f"{root / 'models' / head}: no trained {head}; run train@{head}")
+        # ``<method>``: the variants that give a weight map.
+        parts = [p for p in parts if cls.provides_weighting_for(p.variant)]
         out += [Weighting(p.label, head, p.variant, p.seed, p.path, method_cls=cls) for p in parts]
     return out

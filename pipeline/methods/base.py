@@ -112,6 +112,9 @@ class Method:
     restorer_role: ClassVar[str | None] = None
     # Whether its restorer has a strength to tune on val (multipliers of evaluate.grid).
     restorer_tuned: ClassVar[bool] = False
+    # The forward operators its restorer takes (identity, blur, downsample, inpaint): evaluate
+    # plans it on the cases of those tasks only, and passes A to restore() on a task.
+    restorer_operators: ClassVar[tuple[str, ...]] = ("identity",)
 
     def __init__(self, params: TrialParams | None = None) -> None:
         self.params = params if params is not None else self.params_cls()
@@ -182,12 +185,20 @@ class Method:
         raise NotImplementedError(f"{cls.__name__} provides no weighting")
 
     @classmethod
+    def provides_weighting_for(cls, variant: str) -> bool:
+        """Whether the trained variant gives a weight map (a method may have variants that do
+        not, e.g. a net trained without its map); ``provides_weighting`` by default."""
+        return cls.provides_weighting
+
+    @classmethod
     def restore(
-        cls, part: Any, noisy: np.ndarray, w: np.ndarray | None, strength: float
+        cls, part: Any, noisy: np.ndarray, w: np.ndarray | None, strength: float, A: Any = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """The restoration of ``noisy`` (C, H, W) with weights ``w`` (None: w = 1) and the
         strength multiplier ``strength`` (1: the trained one), and its diagnostics
-        (``iterations``, ``converged``; residuals optional)."""
+        (``iterations``, ``converged``; residuals optional). ``A``: the case's forward
+        operator (:func:`pipeline.degrade.tasks.build_operator`), ``None`` for denoising; only
+        operators listed in ``restorer_operators`` reach it."""
         raise NotImplementedError(f"{cls.__name__} provides no restorer")
 
     @classmethod

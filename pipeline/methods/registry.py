@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from pipeline.methods.base import Method
 from pipeline.methods.dlw import DLW
+from pipeline.methods.guidance import Guidance
 
 __all__ = ["METHODS", "get_method", "providing"]
 
 METHODS: dict[str, type[Method]] = {
     "dlw": DLW,
+    "guidance": Guidance,
 }
 
 

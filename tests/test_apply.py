@@ -149,7 +149,7 @@ def test_errors_name_the_file_or_value(case, tmp_path):
         run(path, tmp_path / "o2", "--weighting", "dlw", "--checkpoint", str(missing))
     with pytest.raises(ValueError, match="needs --checkpoint"):
         run(path, tmp_path / "o3", "--weighting", "dlw")
-    with pytest.raises(ValueError, match=r"only used by a learned weighting \(dlw\)"):
+    with pytest.raises(ValueError, match=r"only used by a learned weighting \(dlw, guidance\)"):
         run(path, tmp_path / "o3", "--weighting", "handcrafted", "--checkpoint", str(missing))
     with pytest.raises(ValueError, match="unknown weighting 'oracle'"):
         run(path, tmp_path / "o4", "--weighting", "oracle")

@@ -66,7 +66,9 @@ def test_restorer_names_come_from_the_registries():
     # parsing params must not import numpy-heavy modules: the built-in names are copied
     assert tuple(W.BUILTIN) == BUILTIN_WEIGHTINGS
     assert set(EvaluateParams().restorers) <= set(classical)
-    assert set(EvaluateParams().weightings) <= {*BUILTIN_WEIGHTINGS, "dlw"}
+    from pipeline.methods.registry import providing
+
+    assert set(EvaluateParams().weightings) <= {*BUILTIN_WEIGHTINGS, *providing("weighting")}
 
 
 @pytest.mark.parametrize(

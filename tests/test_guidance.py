@@ -459,7 +459,7 @@ def test_params_and_variants(methods):
         "alternating-tiny",
         "none-tiny",
     ]
-    assert [Guidance.variant_has_weighting(v) for v in ("naive-tiny", "none-general")] == [
+    assert [Guidance.provides_weighting_for(v) for v in ("naive-tiny", "none-general")] == [
         True,
         False,
     ]
@@ -503,3 +503,33 @@ def test_the_trainer_reports_on_val_and_keeps_the_best(methods, tmp_path):
     assert tr.best["val_score"] == max(scores) and tr.best["epoch"] == 1 + int(np.argmax(scores))
     assert tr.history[-1]["val_psnr"] == scores[-1] and np.isfinite(scores).all()
     assert "val PSNR" in method.progress(tr.history[-1])
+
+
+def test_report_sections_show_the_variants_side_by_side():
+    """Guidance's own sections through the Method hook: its restorers' MPSNR per case beside the
+    peers (numbers from the leaderboard) and its σ̂ weightings' mean gain."""
+    from fixtures_report import FAKE_META, fake_results
+
+    from pipeline.report.build import build_report
+
+    results = fake_results(
+        learned_weightings=("dlw:nn", "guidance:alternating-tiny", "guidance:naive-tiny"),
+        learned_restorers=(),
+        plain_learned=("guidance:alternating-tiny", "guidance:none-tiny"),
+    )
+    report = build_report(results, None, FAKE_META)
+    names = [e.name for e in report.exports]
+    assert "guidance-restorers" in names and "guidance-weightings" in names
+    table = next(e.table for e in report.exports if e.name == "guidance-restorers")
+    lb = report.leaderboard
+    for _, r in table.iterrows():
+        want = lb[(lb.case == r.case) & (lb.restorer == r.restorer) & (lb.weighting == "none")]
+        assert r.mpsnr_mean == pytest.approx(float(want.mpsnr_mean.iloc[0]), abs=1e-12)
+    assert {"alternating-tiny", "none-tiny", "bm4d"} <= set(table.variant)
+    w = next(e.table for e in report.exports if e.name == "guidance-weightings")
+    mine = lb[lb.weighting == "guidance:naive-tiny"]
+    for case, g in mine.groupby("case"):
+        row = w[(w.case == case) & (w.variant == "naive-tiny")].iloc[0]
+        assert row.mean_gain == pytest.approx(g.mpsnr_gain.mean(), abs=1e-12)
+        assert row.restorers == g.restorer.nunique()
+    assert "guidance-restorers" in report.html and 'id="guidance-weightings"' in report.html

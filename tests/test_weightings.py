@@ -265,3 +265,18 @@ def test_handcrafted_flags_get_the_flag_factor():
     for b in np.unique(np.nonzero(dead)[0]):
         clean_w = np.median(w[b][~dead[b]])
         np.testing.assert_allclose(w[b][dead[b]], W.FLAG_FACTOR * clean_w, rtol=1e-5)
+
+
+def test_a_method_weighting_expands_to_the_variants_that_give_a_map(tmp_path):
+    """``guidance`` lists its variants with a σ̂ net; the one without (``none``) is skipped,
+    and naming it alone is an error that says why."""
+    from pipeline.evaluate.weightings import plan_weightings
+
+    for variant in ("alternating-tiny", "naive-tiny", "none-tiny"):
+        path = tmp_path / "models" / "guidance" / variant / "seed-0.pt"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"")
+    labels = [w.label for w in plan_weightings(["unweighted", "guidance"], tmp_path)]
+    assert labels == ["unweighted", "guidance:alternating-tiny", "guidance:naive-tiny"]
+    with pytest.raises(ValueError, match="variant 'none-tiny' of 'guidance' gives no weight map"):
+        plan_weightings(["guidance:none-tiny"], tmp_path)

@@ -227,7 +227,9 @@ class Restorer:
             parts = {} if parts is None else parts
             if self.path not in parts:
                 parts[self.path] = self.method_cls.load(Path(root or ".") / self.path)
-            x, diag = self.method_cls.restore(parts[self.path], noisy, w, multiplier, A=A)
+            # An untuned learned restorer runs at its trained strength (multiplier 1).
+            strength = multiplier if self.tuned else 1.0
+            x, diag = self.method_cls.restore(parts[self.path], noisy, w, strength, A=A)
             return np.asarray(x, dtype=np.float32), {
                 "iterations": int(diag.get("iterations", 0)),
                 "primal_residual": float(diag.get("primal_residual", math.nan)),

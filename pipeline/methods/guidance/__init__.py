@@ -75,9 +75,10 @@ class Guidance(Method):
     def variants(self) -> list[str]:
         return self.params.variants()
 
-    @staticmethod
-    def variant_has_weighting(variant: str) -> bool:
-        """Whether a variant provides a weighting (``none`` has no proxy, so no σ̂)."""
+    @classmethod
+    def provides_weighting_for(cls, variant: str) -> bool:
+        """Whether a variant gives a weight map (``none`` has no proxy, so no σ̂): evaluate's
+        ``guidance`` weighting expands to the other variants only."""
         return split_variant(variant)[0] != "none"
 
     def trial_config(self) -> dict[str, Any]:
@@ -159,6 +160,13 @@ class Guidance(Method):
         }
 
     # --- contributions to the matrix ------------------------------------------------------
+
+    @classmethod
+    def report_sections(cls, results, lb, options) -> list:
+        """Variants side by side: restorers on the blur cases and σ̂ maps as weightings."""
+        from pipeline.methods.guidance.report import report_sections
+
+        return report_sections(results, lb, options.reference)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "cpu"):

@@ -69,12 +69,17 @@ def main(argv: list[str] | None = None) -> int:
             times.append(page.evaluate("performance.now()") / 1000)
             last = page
         last.screenshot(path=str(out / "overview.png"))
-        # The first significant cell of a learned part, as a reader would click it.
-        cell = (
-            last.query_selector('#overview tr:not([data-method="builtin"]) td.ov-cell.sig a.drill')
-            or last.query_selector("#overview td.ov-cell.sig a.drill")
-            or last.query_selector("#overview td.ov-cell a.drill")
-        )
+        # The first significant gain (▲) of a learned part, as a reader would click it.
+        gains = [
+            a
+            for sel in (
+                '#overview tr:not([data-method="builtin"]) td.ov-cell.sig a.drill',
+                "#overview td.ov-cell.sig a.drill",
+            )
+            for a in last.query_selector_all(sel)
+            if "▲" in a.inner_text()
+        ]
+        cell = gains[0] if gains else last.query_selector("#overview td.ov-cell a.drill")
         target = cell.get_attribute("href")
         cell.click()
         last.wait_for_timeout(200)

@@ -46,17 +46,6 @@ from pipeline.seeding import rng_for
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # Seconds-long params of the method contract (tests/test_method_contract.py's TINY entry).
-TINY_GUIDANCE = {
-    "width": 4,
-    "stages": 2,
-    "patch_size": 16,
-    "batch_size": 2,
-    "epochs": 2,
-    "steps_per_epoch": 2,
-    "val_patches": 1,
-    "blur_sigma": [0.5, 1.0],
-    "motion_size": 5,
-}
 
 
 @pytest.fixture

@@ -500,32 +500,24 @@ def _tied(kind: str, cells: pd.DataFrame, s: pd.DataFrame, reference: str) -> st
     )
 
 
-def _weighting_clause(cells: pd.DataFrame, reference: str) -> str | None:
+def _clause(kind: str, cells: pd.DataFrame, reference: str) -> str | None:
+    """The headline clause of one kind (``weighting`` or ``restorer``) of one task."""
     if cells.empty:
         return None
     s = _summary(cells)
     winners = s[s["better"] > 0]
     if winners.empty:
-        return _tied("weighting", cells, s, reference)
+        return _tied(kind, cells, s, reference)
     best = _best(winners)
-    text = f"best weighting {_winner(s, best, reference)}"
-    if s.loc[best, "method"] == "" and (s["method"] != "").any():
+    text = f"best {kind} {_winner(s, best, reference)}"
+    # A built-in weighting that wins (the oracle, say): also the best learned one, if any.
+    if kind == "weighting" and s.loc[best, "method"] == "" and (s["method"] != "").any():
         learned = winners[winners["method"] != ""]
         if learned.empty:
             text += f"; no learned weighting significantly better than {reference}"
         else:
             text += f"; best learned weighting {_winner(s, _best(learned), reference)}"
     return text
-
-
-def _restorer_clause(cells: pd.DataFrame, reference: str) -> str | None:
-    if cells.empty:
-        return None
-    s = _summary(cells)
-    winners = s[s["better"] > 0]
-    if winners.empty:
-        return _tied("restorer", cells, s, reference)
-    return f"best restorer {_winner(s, _best(winners), reference)}"
 
 
 def headline(ov: pd.DataFrame) -> list[str]:
@@ -550,10 +542,10 @@ def headline(ov: pd.DataFrame) -> list[str]:
         cases = len(first_seen(t["case"]))
         cells = t[~t["is_reference"] & np.isfinite(t["gain"].to_numpy(dtype=np.float64))]
         clauses = []
-        for kind, clause in (("weighting", _weighting_clause), ("restorer", _restorer_clause)):
+        for kind in KINDS:
             k = cells[cells["part_kind"] == kind]
             refs = t.loc[t["part_kind"] == kind, "reference"]
-            text = clause(k, str(refs.iloc[0])) if len(refs) else None
+            text = _clause(kind, k, str(refs.iloc[0])) if len(refs) else None
             if text:
                 clauses.append(text)
         body = "; ".join(clauses) if clauses else "no comparison with a reference"

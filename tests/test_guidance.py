@@ -45,8 +45,6 @@ from pipeline.seeding import rng_for
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-# Seconds-long params of the method contract (tests/test_method_contract.py's TINY entry).
-
 
 @pytest.fixture
 def methods(monkeypatch):

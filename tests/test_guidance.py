@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).parent))
 import test_method_contract as contract
@@ -520,3 +521,13 @@ def test_report_sections_show_the_variants_side_by_side():
         assert row.mean_gain == pytest.approx(g.mpsnr_gain.mean(), abs=1e-12)
         assert row.restorers == g.restorer.nunique()
     assert "guidance-restorers" in report.html and 'id="guidance-weightings"' in report.html
+    # The paper's comparison, paired over images: alternating − none per case, by hand.
+    paired = next(e.table for e in report.exports if e.name == "guidance-paired")
+    r = results[results.restorer.str.startswith("guidance:")]
+    per = r.groupby(["case", "restorer", "image_id"]).mpsnr.mean()
+    for case, row in paired.set_index("case").iterrows():
+        assert row.comparison == "alternating-tiny − none-tiny" and row.n == 3
+        d = (per[case]["guidance:alternating-tiny"] - per[case]["guidance:none-tiny"]).to_numpy()
+        half = stats.t.ppf(0.975, 2) * d.std(ddof=1) / np.sqrt(3)
+        assert row.mean_diff == pytest.approx(d.mean(), abs=1e-12)
+        assert (row.ci_low, row.ci_high) == pytest.approx((d.mean() - half, d.mean() + half))

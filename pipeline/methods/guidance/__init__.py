@@ -163,10 +163,11 @@ class Guidance(Method):
 
     @classmethod
     def report_sections(cls, results, lb, options) -> list:
-        """Variants side by side: restorers on the blur cases and σ̂ maps as weightings."""
+        """Variants side by side: restorers on the blur cases, the paper's paired comparisons
+        and σ̂ maps as weightings (:mod:`pipeline.methods.guidance.report`)."""
         from pipeline.methods.guidance.report import report_sections
 
-        return report_sections(results, lb, options.reference)
+        return report_sections(results, lb, options.reference, options.confidence)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "cpu"):

@@ -22,8 +22,13 @@ def test_the_shipped_params_files_parse():
         "blur-g1.6/noniid",
         "sr-x2/iid-10",
         "inpaint-50/iid-10",
+        # the hyper-guidance suite: Gaussian blur at 3 % and 7 %, camera shake at 3 %
+        "blur-g1.6/iid-7.65",
+        "blur-g1.6/iid-17.85",
+        "blur-m9/iid-7.65",
     ]
-    assert [c.task for c in p.degrade.cases][-3:] == ["blur-g1.6", "sr-x2", "inpaint-50"]
+    tasks = [c.task for c in p.degrade.cases][5:]
+    assert tasks == ["blur-g1.6", "sr-x2", "inpaint-50", "blur-g1.6", "blur-g1.6", "blur-m9"]
     paper = load_params(ROOT / "profiles" / "paper.yaml")
     assert paper.prepare.source == "icvl" and paper.device in ("cuda", "auto")
     assert "iid-50" in [c.label for c in paper.degrade.cases]

@@ -24,6 +24,7 @@ trial hands on is the one of its best epoch on val (``best``), as for DLW.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -237,10 +238,11 @@ class Trainer:
             "epoch": self.epoch,
             "step": self.epoch * s.steps_per_epoch,
             "train_f": float(losses[:, 0].mean()),
-            "train_g": float(losses[:, 1].mean()),
             **metrics,
             "val_score": metrics["val_psnr"],  # the runner's selection score
         }
+        if self.net.guided:  # a net without σ̂ has no g (no NaN in metrics.json: strict JSON)
+            record["train_g"] = float(losses[:, 1].mean())
         self.history.append(record)
         if self.best is None or record["val_score"] > self.best["val_score"]:
             self.best = {
@@ -253,21 +255,21 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         """``val_psnr`` (mean per-patch PSNR of x_K), ``val_psnr_y`` (of the blurred, noisy
-        input), and for a guided net ``val_sigma_rmse`` and ``val_sigma_corr`` (σ̂ against σ)."""
+        input), and for a guided net ``val_sigma_rmse`` and ``val_sigma_corr`` (σ̂ against σ;
+        absent without σ̂, so the metrics hold no NaN)."""
         self.net.eval()
         v = self.val
-        nan = float("nan")
         sigma = self.net.proxy(v["noisy"]) if self.net.guided else None
         x = self.net.hqs(v["noisy"], v["kernel"], sigma)
         out = {
             "val_psnr": float(psnr(x, v["clean"]).mean()),
             "val_psnr_y": float(psnr(v["noisy"], v["clean"]).mean()),
-            "val_sigma_rmse": nan,
-            "val_sigma_corr": nan,
         }
         if sigma is not None:
             out["val_sigma_rmse"] = float(torch.sqrt(torch.mean((sigma - v["sigma"]) ** 2)))
-            out["val_sigma_corr"] = pearson(sigma, v["sigma"])
+            corr = pearson(sigma, v["sigma"])
+            if math.isfinite(corr):  # undefined for a constant σ̂ (a collapsed proxy)
+                out["val_sigma_corr"] = corr
         return out
 
     def weights(self) -> dict[str, torch.Tensor]:

@@ -285,7 +285,7 @@ def build_report(
         for s in sections
         if s["section"].table is not None
     ]
-    finite = ov["gain"].abs()[ov["gain"].notna()]
+    scale = overview.colour_scale(ov)
     synthetic = bool(results["synthetic"].astype(bool).any())
     context = {
         "title": P.TITLE,
@@ -295,7 +295,7 @@ def build_report(
         "filters": P.filter_options(lb),
         "headline": sentences,
         "overview": P.overview_table(ov, lb),
-        "scale": f"{float(finite.max()) if len(finite) else 0.0:.2f}",
+        "scale": f"{scale if scale == scale else 0.0:.2f}",  # NaN: no gain to colour
         "n_images": ", ".join(str(n) for n in sorted({int(n) for n in ov["n"] if n == n})),
         "confidence_pct": f"{100 * options.confidence:g}",
         "reference": reference,

@@ -106,6 +106,13 @@ WHITE = "#ffffff"
 DAGGER = "†"
 
 
+def colour_scale(ov: pd.DataFrame) -> float:
+    """The end of the overview's colour scale: the largest finite |gain| (NaN for none)."""
+    gain = np.abs(ov["gain"].to_numpy(dtype=np.float64))
+    gain = gain[np.isfinite(gain)]
+    return float(gain.max()) if gain.size else math.nan
+
+
 def diverging_colour(value: float, scale: float) -> str:
     """The CSS colour ``#rrggbb`` of ``value`` on a diverging scale symmetric about 0.
 
@@ -370,8 +377,7 @@ def overview(
     ov["significant"] = ov["p_holm"].to_numpy() < 1.0 - confidence  # NaN compares False
     gain = ov["gain"].to_numpy(dtype=np.float64)
     ov["sign"] = np.where(ov["significant"], np.sign(np.nan_to_num(gain)), 0).astype(np.int64)
-    finite_gain = np.abs(gain[np.isfinite(gain)])
-    scale = float(finite_gain.max()) if finite_gain.size else math.nan
+    scale = colour_scale(ov)
     ov["colour"] = [diverging_colour(g, scale) for g in gain]
     ov["n"] = ov["n"].astype(np.int64)
     ov["restorers"] = ov["restorers"].astype(np.int64)

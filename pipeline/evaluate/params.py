@@ -89,6 +89,16 @@ class EvaluateParams:
     cases: list[str] | None = None  # null: every case in data/degraded
     gallery_images: int = 2  # test images whose restorations go to the gallery
     cpu: float = 1.0  # Ray resources per task; torch threads are pinned to them
+    # Exceptions to the full cross (pipeline.evaluate.scope): restorers and weightings per case,
+    # weightings per restorer.
+    scope: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def narrowed(self):
+        """The parsed :class:`~pipeline.evaluate.scope.Scope`."""
+        from pipeline.evaluate.scope import Scope
+
+        return Scope.parse(self.scope, "evaluate.scope")
 
     def check(self, where: str) -> None:
         from pipeline.methods.registry import METHODS, providing
@@ -128,3 +138,4 @@ class EvaluateParams:
         require(self.batch >= 1, key("batch"), self.batch, "must be ≥ 1")
         require(self.gallery_images >= 0, key("gallery_images"), self.gallery_images, "≥ 0")
         require(self.cpu > 0, key("cpu"), self.cpu, "must be > 0")
+        self.narrowed.check(self.cases, list(self.restorers), list(self.weightings), key("scope"))

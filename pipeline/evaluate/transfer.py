@@ -34,6 +34,7 @@ from pipeline.evaluate.cache import CellCache
 from pipeline.evaluate.cells import NO_WEIGHTING, Job, run_group, split_item, weight_key
 from pipeline.evaluate.params import EvaluateParams
 from pipeline.evaluate.restorers import Restorer, check_restorers, plan_restorers
+from pipeline.evaluate.scope import Scope
 from pipeline.evaluate.weightings import Weighting, plan_weightings
 from pipeline.io import array_sha256, load_npy
 
@@ -121,21 +122,34 @@ def weight_maps(
     return maps
 
 
-def _combos(restorer: Restorer, weightings: list[Weighting]) -> list[Weighting]:
-    """The weightings a restorer is solved with: all for a target, ``none`` otherwise."""
-    return weightings if restorer.weighted else [NONE]
+def _combos(
+    restorer: Restorer, weightings: list[Weighting], case: str, scope: Scope | None = None
+) -> list[Weighting]:
+    """The weightings a restorer is solved with on ``case``: all for a target (those of its
+    scope), ``none`` otherwise; none at all where the scope leaves it off the case."""
+    scope = scope or Scope()
+    if not scope.solves(restorer.label, case):
+        return []
+    if not restorer.weighted:
+        return [NONE]
+    return [w for w in weightings if scope.takes(restorer.label, case, w.label)]
 
 
-def tuning_keys(meta: list[dict], restorers: list[Restorer], weightings: list[Weighting]):
+def tuning_keys(
+    meta: list[dict],
+    restorers: list[Restorer],
+    weightings: list[Weighting],
+    scope: Scope | None = None,
+):
     """Every (restorer, its seed, case, weighting, its seed) whose strength is tuned."""
     operators = {r["case"]: r.get("operator", "identity") for r in meta if r["split"] == "val"}
     return [
         (r.label, r.seed, case, w.label, w.seed)
         for r in restorers
         if r.tuned
-        for w in _combos(r, weightings)
         for case in sorted(operators)
         if r.applies(operators[case])
+        for w in _combos(r, weightings, case, scope)
     ]
 
 
@@ -220,7 +234,7 @@ def tune(
     """Strengths tuned on val in rounds (``docs/conventions.md``, "Fair comparison"): the grid,
     then extensions past an edge the best lies on (up to ``p.extend`` per edge), then ``p.refine``
     rounds of midpoints around the best. ``run_jobs(groups, desc)`` solves the jobs."""
-    keys = tuning_keys(meta, restorers, weightings)
+    keys = tuning_keys(meta, restorers, weightings, p.narrowed)
     records: list[dict] = []
     extended = {k: {"low": 0, "high": 0} for k in keys}
     todo = {k: list(p.grid) for k in keys}
@@ -256,6 +270,7 @@ def plan_test(
     weightings: list[Weighting],
     chosen: dict,
     bands: dict[str, int],
+    scope: Scope | None = None,
 ) -> list[list[Job]]:
     groups: dict[tuple, list[Job]] = {}
     for row in (r for r in meta if r["split"] == "test"):
@@ -264,7 +279,7 @@ def plan_test(
         for r in restorers:
             if not r.applies(row.get("operator", "identity")):
                 continue
-            for w in _combos(r, weightings):
+            for w in _combos(r, weightings, case, scope):
                 m = math.nan
                 if r.tuned:
                     m = chosen[(r.label, r.seed, case, w.label, w.seed)]["multiplier"]
@@ -423,7 +438,7 @@ def run_transfer(root: Path, p: EvaluateParams, device: str = "cpu", start=None)
         for r in meta
         if r["split"] == "test" and r["image_id"] in shown
     }
-    test = run_jobs(plan_test(meta, restorers, weightings, chosen, bands), "test cells")
+    test = run_jobs(plan_test(meta, restorers, weightings, chosen, bands, p.narrowed), "test cells")
     log.info(
         "cell cache %s: %d cells read back, %d solved%s",
         cache.folder or "off",

@@ -245,3 +245,15 @@ def test_draw_kinds():
     u = Draw.from_param({"uniform": [1, 2]}).sample(rng, 1000)
     assert u.min() >= 1 and u.max() <= 2 and u.std() > 0.25
     assert n_some_bands(31, 1 / 3) == 10 and n_some_bands(3, 1 / 3) == 1
+
+
+def test_quadrants_put_one_sigma_on_each_quadrant(flat):
+    _, info = draw("quadrants", flat)
+    s = info["sigma"].astype(np.float64) * 255
+    h, w = s.shape[1:]
+    quads = [s[:, : h // 2, : w // 2], s[:, : h // 2, w // 2 :], s[:, h // 2 :, : w // 2],
+             s[:, h // 2 :, w // 2 :]]  # fmt: skip
+    for q, expected in zip(quads, (2.55, 5.1, 7.65, 10.2), strict=True):
+        np.testing.assert_allclose(q, expected, rtol=1e-6)
+    with pytest.raises(ConfigError, match=r"sigma_255 = \[1.0, 2.0, 3.0\]: needs 4 values"):
+        Case.from_param({"name": "quadrants", "sigma_255": [1, 2, 3]})

@@ -18,10 +18,12 @@ from pipeline.degrade.noise.gaussian import (
     BlindParams,
     IidParams,
     NoniidParams,
+    QuadrantsParams,
     SpatialParams,
     blind,
     iid,
     noniid,
+    quadrants,
     spatial,
 )
 from pipeline.degrade.noise.impulse import ImpulseParams, impulse
@@ -41,6 +43,7 @@ NOISE_MODELS: dict[str, NoiseModel] = {
     "blind": NoiseModel(blind, BlindParams),
     "noniid": NoiseModel(noniid, NoniidParams),
     "spatial": NoiseModel(spatial, SpatialParams),
+    "quadrants": NoiseModel(quadrants, QuadrantsParams),
     "stripe": NoiseModel(stripe, StripeParams),
     "deadline": NoiseModel(deadline, DeadlineParams),
     "impulse": NoiseModel(impulse, ImpulseParams),

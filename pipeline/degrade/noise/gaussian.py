@@ -57,6 +57,23 @@ class SpatialParams:
         self.bump_width.check_range(f"{where}.bump_width", 1e-3, 10.0)
 
 
+@dataclass(frozen=True)
+class QuadrantsParams:
+    """Spatially variant Gaussian noise, one σ per image quadrant (top-left, top-right,
+    bottom-left, bottom-right; every band alike): the quadrant-wise test of proxy-based
+    hyper-guidance (Gao et al. 2023), 1/2/3/4 % of the range by default."""
+
+    sigma_255: tuple[float, ...] = (2.55, 5.1, 7.65, 10.2)
+
+    def check(self, where: str) -> None:
+        from pipeline.schema import require
+
+        s = self.sigma_255
+        require(len(s) == 4, f"{where}.sigma_255", list(s), "needs 4 values (one per quadrant)")
+        ok = all(0 <= v <= 255 for v in s)
+        require(ok, f"{where}.sigma_255", list(s), "values must lie in [0, 255]")
+
+
 def iid(x: np.ndarray, rng: np.random.Generator, **params) -> tuple[np.ndarray, Info]:
     p = parse_dataclass(IidParams, params, "iid")
     x = as_image(x)
@@ -118,4 +135,17 @@ def spatial(x: np.ndarray, rng: np.random.Generator, **params) -> tuple[np.ndarr
         span = bump.max() - bump.min()
         bump = (bump - bump.min()) / span if span > 0 else np.zeros_like(bump)
         sigma[b] = lo + (hi - lo) * bump
+    return finish(add_gaussian(x, sigma, rng), sigma, np.zeros(x.shape, bool), {})
+
+
+def quadrants(x: np.ndarray, rng: np.random.Generator, **params) -> tuple[np.ndarray, Info]:
+    p = parse_dataclass(QuadrantsParams, params, "quadrants")
+    x = as_image(x)
+    _, h, w = x.shape
+    sigma = np.empty(x.shape)
+    rows, cols = (slice(0, h // 2), slice(h // 2, h)), (slice(0, w // 2), slice(w // 2, w))
+    values = iter(v / 255.0 for v in p.sigma_255)
+    for r in rows:
+        for c in cols:
+            sigma[:, r, c] = next(values)
     return finish(add_gaussian(x, sigma, rng), sigma, np.zeros(x.shape, bool), {})

@@ -430,6 +430,35 @@ def test_checkpoint_round_trip(trained, tmp_path):
         Guidance.load(tmp_path / "foreign.pt")
 
 
+def test_oracle_guided_row(trained, tmp_path, methods):
+    """evaluate adds "<part>+oracle" for guided variants only; it is A_ω told the true σ map,
+    and on quadrant noise it differs from the σ̂-guided restoration."""
+    from pipeline.evaluate.params import EvaluateParams
+    from pipeline.evaluate.restorers import plan_restorers
+
+    best = trained.state_dict()["best"]["state_dict"]
+    save_checkpoint(tmp_path / "models/guidance/alternating-tiny/seed-0.pt", best)
+    none = GuidanceNet(ircnn_rhos(2), 4, "tiny", False)
+    save_checkpoint(tmp_path / "models/guidance/none-tiny/seed-0.pt", none.state_dict())
+    p = EvaluateParams(weightings=["unweighted"], restorers={"guidance": {}})
+    rows = {r.label: r for r in plan_restorers(p, tmp_path)}
+    assert set(rows) == {
+        "guidance:alternating-tiny", "guidance:alternating-tiny+oracle", "guidance:none-tiny",
+    }  # fmt: skip
+    oracle = rows["guidance:alternating-tiny+oracle"]
+    assert oracle.oracle and oracle.oracle_informed and not oracle.tuned
+    assert oracle.identity(1.0) != rows["guidance:alternating-tiny"].identity(1.0)  # cache key
+    _, noisy, sigma, k = held_out(1)[0]
+    item = {"noisy": noisy[None].astype(np.float32), "A": Blur(torch.from_numpy(k)),
+            "sigma": sigma[None].astype(np.float32)}  # fmt: skip
+    x_oracle, _ = oracle.restore(item, None, 1.0, "float32", root=tmp_path)
+    part = Guidance.load(tmp_path / "models/guidance/alternating-tiny/seed-0.pt")
+    told, _ = Guidance.restore_with_sigma(part, item["noisy"], k, item["sigma"])
+    np.testing.assert_array_equal(x_oracle, told)
+    own, _ = rows["guidance:alternating-tiny"].restore(item, None, 1.0, "float32", root=tmp_path)
+    assert np.abs(own - x_oracle).max() > 1e-4  # σ̂ is not the true map: the rows differ
+
+
 # --- params and the method contract -----------------------------------------------------------
 
 

@@ -23,7 +23,7 @@ for denoising, ``blur``, ``downsample``, ``inpaint``; cells of other tasks are n
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,8 @@ __all__ = ["Restorer", "check_restorers", "classical_restorers", "plan_restorers
 IDENTITY = ("identity",)
 # The key of a model restorer's overrides that holds overrides per forward operator.
 PER_OPERATOR = "per_operator"
+# The label of a learned restorer's oracle-guided row: "<method>:<variant>+oracle".
+ORACLE_SUFFIX = "+oracle"
 # The closed-form references of the tasks with an operator: the operator each takes, and whether
 # it is given the true σ.
 OPERATOR_BASELINES = {
@@ -89,6 +91,9 @@ class Restorer:
     path: str = ""  # learned: the checkpoint, relative to the repository root
     method_cls: Any = None  # learned: the method class (pickled by reference into tasks)
     operators: tuple[str, ...] = IDENTITY  # the forward operators it takes (module docstring)
+    # learned: the oracle-guided row of a method that can be told the true σ map
+    # (Method.restorer_oracle): restore_oracle() with the case's σ instead of its own estimate.
+    oracle: bool = False
 
     def applies(self, operator: str) -> bool:
         """Whether the restorer takes a case with this operator (``identity``: denoising)."""
@@ -151,6 +156,7 @@ class Restorer:
         return {
             "method": self.method,
             "variant": self.variant,
+            **({"oracle": True} if self.oracle else {}),
             "code": method_hash(self.method_cls),
             "checkpoint": hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "",
         }
@@ -229,7 +235,10 @@ class Restorer:
                 parts[self.path] = self.method_cls.load(Path(root or ".") / self.path)
             # An untuned learned restorer runs at its trained strength (multiplier 1).
             strength = multiplier if self.tuned else 1.0
-            x, diag = self.method_cls.restore(parts[self.path], noisy, w, strength, A=A)
+            if self.oracle:
+                x, diag = self.method_cls.restore_oracle(parts[self.path], noisy, item["sigma"], A)
+            else:
+                x, diag = self.method_cls.restore(parts[self.path], noisy, w, strength, A=A)
             return np.asarray(x, dtype=np.float32), {
                 "iterations": int(diag.get("iterations", 0)),
                 "primal_residual": float(diag.get("primal_residual", math.nan)),
@@ -320,18 +329,29 @@ def plan_restorers(p: EvaluateParams, root: Path) -> list[Restorer]:
         if not parts:
             raise ValueError(f"{root / 'models' / head}: no trained {head}; run train@{head}")
         for part in parts:
-            out.append(
-                Restorer(
-                    part.label,
-                    "learned",
-                    role=cls.restorer_role or "learned",
-                    tuned=cls.restorer_tuned,
-                    method=head,
-                    variant=part.variant,
-                    seed=part.seed,
-                    path=part.path,
-                    method_cls=cls,
-                    operators=tuple(cls.restorer_operators),
-                )
+            learned = Restorer(
+                part.label,
+                "learned",
+                role=cls.restorer_role or "learned",
+                tuned=cls.restorer_tuned,
+                method=head,
+                variant=part.variant,
+                seed=part.seed,
+                path=part.path,
+                method_cls=cls,
+                operators=tuple(cls.restorer_operators),
             )
+            out.append(learned)
+            if cls.restorer_oracle and cls.provides_weighting_for(part.variant):
+                # The same part told the true σ map: how much its own estimate costs.
+                out.append(
+                    replace(
+                        learned,
+                        label=f"{part.label}{ORACLE_SUFFIX}",
+                        role="learned",
+                        tuned=False,
+                        oracle_informed=True,
+                        oracle=True,
+                    )
+                )
     return out

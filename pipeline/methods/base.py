@@ -115,6 +115,10 @@ class Method:
     # The forward operators its restorer takes (identity, blur, downsample, inpaint): evaluate
     # plans it on the cases of those tasks only, and passes A to restore() on a task.
     restorer_operators: ClassVar[tuple[str, ...]] = ("identity",)
+    # Whether its restorer can be told the true σ map instead of estimating it: evaluate then adds
+    # an oracle-guided row "<method>:<variant>+oracle" (restore_oracle) for every variant that
+    # estimates one (provides_weighting_for).
+    restorer_oracle: ClassVar[bool] = False
 
     def __init__(self, params: TrialParams | None = None) -> None:
         self.params = params if params is not None else self.params_cls()
@@ -200,6 +204,14 @@ class Method:
         operator (:func:`pipeline.degrade.tasks.build_operator`), ``None`` for denoising; only
         operators listed in ``restorer_operators`` reach it."""
         raise NotImplementedError(f"{cls.__name__} provides no restorer")
+
+    @classmethod
+    def restore_oracle(
+        cls, part: Any, noisy: np.ndarray, sigma: np.ndarray, A: Any = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """The restoration told the true noise-level map ``sigma`` (C, H, W) of the case (the
+        oracle-guided row, when ``restorer_oracle``)."""
+        raise NotImplementedError(f"{cls.__name__} takes no oracle σ")
 
     @classmethod
     def report_sections(cls, results, lb, options) -> list:

@@ -68,6 +68,8 @@ class Guidance(Method):
     # The forward operators its restorer takes (a deconvolution): blur tasks only.
     restorer_operators: ClassVar[tuple[str, ...]] = ("blur",)
     operators: ClassVar[tuple[str, ...]] = restorer_operators  # the name evaluate reads
+    # The oracle-guided row: A_ω told the true σ map instead of σ̂ (the paper's upper bound).
+    restorer_oracle: ClassVar[bool] = True
     params: GuidanceParams
 
     # --- training -------------------------------------------------------------------------
@@ -225,6 +227,17 @@ class Guidance(Method):
             raise ValueError(f"guidance restorer: strength = {strength!r} must be finite, ≥ 0")
         sigma = cls.sigma(part, noisy) * np.float32(strength) if part.guided else None
         return cls._run(part, noisy, A.kernel, sigma)
+
+    @classmethod
+    def restore_oracle(
+        cls, part: Any, noisy: np.ndarray, sigma: np.ndarray, A: Any = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """``A_ω`` of ``noisy`` guided by the case's true σ map (the oracle-guided row)."""
+        from pipeline.degrade.operators import Blur
+
+        if not isinstance(A, Blur):
+            raise ValueError("guidance restorer: takes blur tasks only (A must be a Blur)")
+        return cls.restore_with_sigma(part, noisy, A, sigma)
 
     @classmethod
     def restore_with_sigma(

@@ -532,7 +532,11 @@ def test_report_sections_show_the_variants_side_by_side():
     results = fake_results(
         learned_weightings=("dlw:nn", "guidance:alternating-tiny", "guidance:naive-tiny"),
         learned_restorers=(),
-        plain_learned=("guidance:alternating-tiny", "guidance:none-tiny"),
+        plain_learned=(
+            "guidance:alternating-tiny",
+            "guidance:none-tiny",
+            "guidance:alternating-tiny+oracle",
+        ),
     )
     report = build_report(results, None, FAKE_META)
     names = [e.name for e in report.exports]
@@ -554,9 +558,20 @@ def test_report_sections_show_the_variants_side_by_side():
     paired = next(e.table for e in report.exports if e.name == "guidance-paired")
     r = results[results.restorer.str.startswith("guidance:")]
     per = r.groupby(["case", "restorer", "image_id"]).mpsnr.mean()
-    for case, row in paired.set_index("case").iterrows():
-        assert row.comparison == "alternating-tiny − none-tiny" and row.n == 3
-        d = (per[case]["guidance:alternating-tiny"] - per[case]["guidance:none-tiny"]).to_numpy()
+    # The oracle-guided row (told the true σ map) is its own row, paired with its σ̂ twin.
+    assert "alternating-tiny+oracle" in set(table.variant)
+    comparisons = {
+        "alternating-tiny − none-tiny": ("guidance:alternating-tiny", "guidance:none-tiny"),
+        "alternating-tiny+oracle − alternating-tiny": (
+            "guidance:alternating-tiny+oracle",
+            "guidance:alternating-tiny",
+        ),
+    }
+    assert set(paired.comparison) == set(comparisons)
+    for _, row in paired.iterrows():
+        a, b = comparisons[row.comparison]
+        assert row.n == 3
+        d = (per[row.case][a] - per[row.case][b]).to_numpy()
         half = stats.t.ppf(0.975, 2) * d.std(ddof=1) / np.sqrt(3)
         assert row.mean_diff == pytest.approx(d.mean(), abs=1e-12)
         assert (row.ci_low, row.ci_high) == pytest.approx((d.mean() - half, d.mean() + half))

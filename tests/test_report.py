@@ -586,3 +586,35 @@ def test_no_method_name_is_special(fake):
         assert e["best_zzz"] == e0["best_dlw"] and "best_dlw" not in e
         assert e["best_zzz_gain_db"] == e0["best_dlw_gain_db"]
         assert e["best_weighting_gain_db"] == e0["best_weighting_gain_db"]
+
+
+def test_gallery_noise_level_row_shares_one_scale():
+    """The gallery's σ row: the true σ under the oracle column and a learned σ̂ under its
+    weighting, both coloured from 0 to the strip's largest σ (the captions say it)."""
+    from pipeline.report.gallery import gallery_view
+    from pipeline.report.images import ImageStore
+
+    results = fake_results(learned_weightings=("dlw:nn",))
+    g = fake_gallery(results)
+    case, image = g.iloc[0]["case"], g.iloc[0]["image_id"]
+    size = int(g.iloc[0]["height"])
+    true = np.full((size, size), 0.04, np.float32)
+    true[:, size // 2 :] = 0.08
+    est = np.full((size, size), 0.05, np.float32)
+    extra = [
+        {"case": case, "image_id": image, "kind": "sigma", "weighting": w, "restorer": "",
+         "band": 3, "height": size, "width": size, "values": a.ravel().tolist()}
+        for w, a in (("oracle", true), ("dlw:nn", est))
+    ]  # fmt: skip
+    g = pd.concat([g, pd.DataFrame(extra)], ignore_index=True)
+    strips, links = gallery_view(g, {}, {}, [case], {}, ImageStore(), 256)
+    strip = next(s for s in strips if s["case"] == case and s["image_id"] == image)
+    row = next(r for r in strip["rows"] if r["label"] == "noise level σ")
+    cells = dict(zip(strip["columns"], row["cells"], strict=True))
+    assert cells["oracle"]["caption"] == "true σ: 0 … 20.4/255"  # 0.08 · 255
+    assert cells["dlw:nn"]["caption"] == "σ̂: 0 … 20.4/255"  # the same scale, not its own max
+    assert cells["unweighted"] is None
+    # σ figures are no restorations: no drill-down link points at them.
+    assert all(r != "sigma" for (_, r, _) in links)
+    others = [s for s in strips if s["case"] != case]
+    assert all(r["label"] != "noise level σ" for s in others for r in s["rows"])

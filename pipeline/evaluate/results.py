@@ -15,6 +15,7 @@ import math
 import os
 import subprocess
 from importlib import metadata as importlib_metadata
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -305,6 +306,21 @@ def gallery_table(run: dict):
                 "",
                 np.ones_like(item["noisy"][band]) if w is None else w[band],
             )
+    # Noise-level maps: the true σ (under the oracle) and the σ̂ of learned weightings that
+    # estimate one (Method.noise_map), for the gallery's σ row.
+    estimators = [
+        w for w in run["weightings"]
+        if w.method_cls is not None and w.seed == first_seed.get(w.label)
+        and w.method_cls.gives_noise_map
+    ]  # fmt: skip
+    parts = {w.label: w.method_cls.load(Path(run.get("root", ".")) / w.path) for w in estimators}
+    for key in sorted(run["bands"]):
+        band, item = run["bands"][key], run["items"][key]
+        if "oracle" in first_seed:
+            add(key, "sigma", "oracle", "", item["sigma"][band])
+        for w in estimators:
+            sigma = w.method_cls.noise_map(parts[w.label], item["noisy"])
+            add(key, "sigma", w.label, "", sigma[band])
     for r in sorted(run["test"], key=lambda r: (r["item"], r["weighting"], r["restorer"])):
         first = (
             r["weighting_seed"] == first_seed[r["weighting"]]

@@ -457,4 +457,5 @@ def run_transfer(root: Path, p: EvaluateParams, device: str = "cpu", start=None)
         "weightings": weightings,
         "restorers": restorers,
         "cache": cache,
+        "root": str(root),
     }

@@ -119,6 +119,8 @@ class Method:
     # an oracle-guided row "<method>:<variant>+oracle" (restore_oracle) for every variant that
     # estimates one (provides_weighting_for).
     restorer_oracle: ClassVar[bool] = False
+    # Whether its weighting comes from an estimated noise level σ̂ (noise_map), for the gallery.
+    gives_noise_map: ClassVar[bool] = False
 
     def __init__(self, params: TrialParams | None = None) -> None:
         self.params = params if params is not None else self.params_cls()
@@ -204,6 +206,12 @@ class Method:
         operator (:func:`pipeline.degrade.tasks.build_operator`), ``None`` for denoising; only
         operators listed in ``restorer_operators`` reach it."""
         raise NotImplementedError(f"{cls.__name__} provides no restorer")
+
+    @classmethod
+    def noise_map(cls, part: Any, noisy: np.ndarray) -> np.ndarray:
+        """The estimated noise level σ̂ of ``noisy`` (C, H, W), when ``gives_noise_map``: shown
+        in the gallery beside the true σ."""
+        raise NotImplementedError(f"{cls.__name__} estimates no noise level")
 
     @classmethod
     def restore_oracle(

@@ -39,13 +39,15 @@ def grey(a: np.ndarray) -> np.ndarray:
     return np.round(np.clip(np.nan_to_num(a, nan=0.0), 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def weight_rgb(a: np.ndarray) -> tuple[np.ndarray, float]:
+def weight_rgb(a: np.ndarray, vmax: float | None = None) -> tuple[np.ndarray, float]:
     """A weight map in viridis from 0 to its 99th percentile (weights have mean 1 and a long
-    upper tail); returns the image and that upper limit."""
+    upper tail), or to ``vmax`` when given (maps compared on one scale); returns the image and
+    that upper limit."""
     import matplotlib
 
-    finite = a[np.isfinite(a)]
-    vmax = float(np.percentile(finite, 99)) if finite.size else 1.0
+    if vmax is None:
+        finite = a[np.isfinite(a)]
+        vmax = float(np.percentile(finite, 99)) if finite.size else 1.0
     vmax = vmax if vmax > 0 else 1.0
     x = np.clip(np.nan_to_num(a, nan=0.0) / vmax, 0.0, 1.0)
     rgba = matplotlib.colormaps["viridis"](x)
@@ -83,7 +85,7 @@ def gallery_view(
         strips.append(strip)
         for row in strip["rows"]:
             for fig in row["cells"]:
-                if fig is not None and fig["restorer"] != "weight":
+                if fig is not None and fig["restorer"] not in ("weight", "sigma"):
                     key = (case, fig["restorer"], fig["weighting"])
                     links.setdefault(key, []).append(fig["id"])
     return strips, links
@@ -126,6 +128,23 @@ def _strip(rows, case, image_id, mpsnr, noisy, store, max_px) -> dict[str, Any]:
             else:
                 cells.append(None)
         out_rows.append({"label": "weight map", "cells": cells})
+    sigmas = rows[rows["kind"] == "sigma"]
+    if len(sigmas):
+        # The true σ under the oracle (whose weights are 1/σ²) and each learned σ̂ under its
+        # weighting, on one scale: 0 … the largest σ of the strip.
+        arrays = {w: band_array(sigmas[sigmas["weighting"] == w].iloc[0], max_px)
+                  for w in set(sigmas["weighting"])}  # fmt: skip
+        top = max(float(np.nanmax(a)) for a in arrays.values())
+        cells = []
+        for w in cols:
+            if w in arrays:
+                img, vmax = weight_rgb(arrays[w], top)
+                name = "true σ" if w == "oracle" else "σ̂"
+                cap = f"{name}: 0 … {255 * vmax:.1f}/255"
+                cells.append(_figure(store, img, cap, f"{name} {w}", case, image_id, "sigma", w))
+            else:
+                cells.append(None)
+        out_rows.append({"label": "noise level σ", "cells": cells})
     for t in sorted(set(restored["restorer"])):
         cells = []
         for w in cols:

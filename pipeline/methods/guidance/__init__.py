@@ -70,6 +70,7 @@ class Guidance(Method):
     operators: ClassVar[tuple[str, ...]] = restorer_operators  # the name evaluate reads
     # The oracle-guided row: A_ω told the true σ map instead of σ̂ (the paper's upper bound).
     restorer_oracle: ClassVar[bool] = True
+    gives_noise_map: ClassVar[bool] = True  # σ̂ = H_θ(y), beside the true σ in the gallery
     params: GuidanceParams
 
     # --- training -------------------------------------------------------------------------
@@ -194,6 +195,10 @@ class Guidance(Method):
                 for i in range(0, len(y), CHUNK)
             ]
         return np.concatenate(out)[:, 0].astype(np.float32)
+
+    @classmethod
+    def noise_map(cls, part: Any, noisy: np.ndarray) -> np.ndarray:
+        return cls.sigma(part, noisy)
 
     @classmethod
     def weights(cls, part: Any, noisy: np.ndarray) -> np.ndarray:

@@ -88,6 +88,8 @@ def test_scope_narrows_cases_and_weightings_exactly():
         ({"cases": {"iid-51": {"restorers": ["tvx"]}}}, "restorer 'tvx' is not in"),
         ({"restorers": {"tv": ["oracel"]}}, "weighting 'oracel' is not in"),
         ({"restorers": {"tv": "oracle"}}, "evaluate.scope.restorers.tv = 'oracle'"),
+        ({"restorers": {"tv": {"case": ["impulse"]}}}, "evaluate.scope.restorers.tv.case"),
+        ({"restorers": {"tv": {"cases": ["nope"]}}}, "'nope' not in evaluate.cases"),
     ],
 )
 def test_bad_scope_names_the_key(scope, message):
@@ -99,3 +101,18 @@ def test_bad_scope_names_the_key(scope, message):
     }
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         parse_dataclass(EvaluateParams, plain, "evaluate").check("evaluate")
+
+
+def test_restorer_cases_and_the_exact_label_wins():
+    """alr:varying on every case, the other alr parts only on the i.i.d. case."""
+    scope = Scope.parse({
+        "restorers": {"alr": {"cases": ["iid-51"]}, "alr:varying": {"weightings": ["oracle"]}},
+    })  # fmt: skip
+    keys = set(tuning_keys(_meta(), _restorers(), _weightings(), scope))
+    assert {(k[2], k[3]) for k in keys if k[0] == "alr:s0.1"} == {
+        ("iid-51", w.label) for w in _weightings()
+    }
+    assert {(k[2], k[3]) for k in keys if k[0] == "alr:varying"} == {
+        (c, "oracle") for c in ("impulse", "iid-51", "blur/x")
+    }
+    assert len({k for k in keys if k[0] == "tv"}) == 3 * 4  # untouched

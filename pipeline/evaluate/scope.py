@@ -10,11 +10,13 @@ scope names the exceptions, and nothing else changes:
     case → ``{restorers: [...], weightings: [...]}``: only these restorers (and, for targets,
     only these weightings) are solved on that case; either list may be left out (all).
 ``restorers``
-    restorer → the weightings it is solved with on every case (a target restorer only).
+    restorer → ``{weightings: [...], cases: [...]}``: the weightings a target restorer is solved
+    with, and the only cases it is solved on; a plain list is the weightings alone.
 
 A name matches a label exactly or a learned method's every part: ``alr`` matches
-``alr:varying``, ``dlw`` every ``dlw:<set>``. Cells left out are absent from the results, never
-filled in (docs/conventions.md, "Fair comparison").
+``alr:varying``, ``dlw`` every ``dlw:<set>``; a restorer rule for the exact label wins over its
+method's (``alr:varying`` everywhere, the other ``alr`` parts on a few cases). Cells left out
+are absent from the results, never filled in (docs/conventions.md, "Fair comparison").
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ def _names(value: Any, where: str) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class Scope:
     cases: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
-    restorers: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    restorers: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, plain: dict[str, Any] | None, where: str = "evaluate.scope") -> Scope:
@@ -62,10 +64,18 @@ class Scope:
             if bad:
                 raise ConfigError(f"{at}.{bad[0]}: unknown key (known: {', '.join(CASE_KEYS)})")
             cases[str(case)] = {k: _names(v, f"{at}.{k}") for k, v in rule.items()}
-        restorers = {
-            str(name): _names(ws, f"{where}.restorers.{name}")
-            for name, ws in (plain.get("restorers") or {}).items()
-        }
+        restorers = {}
+        for name, rule in (plain.get("restorers") or {}).items():
+            at = f"{where}.restorers.{name}"
+            if isinstance(rule, list):
+                rule = {"weightings": rule}
+            if not isinstance(rule, dict) or not rule:
+                raise ConfigError(f"{at} = {rule!r}: a list of weightings, or a mapping with "
+                                  "weightings and/or cases")  # fmt: skip
+            bad = sorted(set(rule) - {"weightings", "cases"})
+            if bad:
+                raise ConfigError(f"{at}.{bad[0]}: unknown key (known: weightings, cases)")
+            restorers[str(name)] = {k: _names(v, f"{at}.{k}") for k, v in rule.items()}
         return cls(cases, restorers)
 
     def check(self, cases: list[str] | None, restorers: list[str], weightings: list[str],
@@ -83,25 +93,37 @@ class Scope:
                 known(name, restorers, f"{where}.cases.{case}.restorers", "restorer")
             for name in rule.get("weightings", ()):
                 known(name, weightings, f"{where}.cases.{case}.weightings", "weighting")
-        for r, ws in self.restorers.items():
+        for r, rule in self.restorers.items():
             known(r, restorers, f"{where}.restorers.{r}", "restorer")
-            for name in ws:
-                known(name, weightings, f"{where}.restorers.{r}", "weighting")
+            for name in rule.get("weightings", ()):
+                known(name, weightings, f"{where}.restorers.{r}.weightings", "weighting")
+            for case in rule.get("cases", ()):
+                if cases is not None and case not in cases:
+                    raise ConfigError(
+                        f"{where}.restorers.{r}.cases: {case!r} not in evaluate.cases"
+                    )
 
     def solves(self, restorer: str, case: str) -> bool:
         """Whether ``restorer`` (a label) is solved on ``case`` at all."""
         rule = self.cases.get(case, {})
-        return "restorers" not in rule or any(matches(n, restorer) for n in rule["restorers"])
+        if "restorers" in rule and not any(matches(n, restorer) for n in rule["restorers"]):
+            return False
+        own = self._of(restorer).get("cases")
+        return own is None or case in own
 
     def takes(self, restorer: str, case: str, weighting: str) -> bool:
         """Whether the target ``restorer`` is solved on ``case`` with ``weighting``."""
-        for names in (self.cases.get(case, {}).get("weightings"), self._of(restorer)):
+        for names in (self.cases.get(case, {}).get("weightings"),
+                      self._of(restorer).get("weightings")):  # fmt: skip
             if names is not None and not any(matches(n, weighting) for n in names):
                 return False
         return True
 
-    def _of(self, restorer: str) -> tuple[str, ...] | None:
-        for name, ws in self.restorers.items():
+    def _of(self, restorer: str) -> dict[str, tuple[str, ...]]:
+        """The restorer's own rule: its exact label's, else its method's, else none."""
+        if restorer in self.restorers:
+            return self.restorers[restorer]
+        for name, rule in self.restorers.items():
             if matches(name, restorer):
-                return ws
-        return None
+                return rule
+        return {}

@@ -281,3 +281,16 @@ def test_few_groups_are_spread_one_job_per_task():
     few = [[0, 1, 2], [3], [4, 5]]
     assert spread(few, slots=2) == [[0], [1], [2], [3], [4], [5]]
     assert spread(few, slots=1, per_slot=3) is few
+
+
+def test_method_hash_covers_the_code_a_method_declares():
+    """A learned restorer's cells are keyed by its package and the code it declares
+    (Method.code): an edit to a declared file changes the key."""
+    import pipeline.methods.alr as package
+    from pipeline.evaluate.cache import method_hash, source_hash
+    from pipeline.methods.alr import ALR
+
+    assert "evaluate/operator_baselines.py" in ALR.code
+    folder = Path(package.__file__).parent
+    assert method_hash(ALR) == source_hash(folder, *ALR.code)
+    assert method_hash(ALR) != source_hash(folder)

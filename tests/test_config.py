@@ -26,12 +26,23 @@ def test_the_shipped_params_files_parse():
         "blur-g1.6/iid-7.65",
         "blur-g1.6/iid-17.85",
         "blur-m9/iid-7.65",
+        "blur-g1.6/quadrants",  # 1/2/3/4 % on the four quadrants
+        # the adversarial regulariser's generalisation study: σ = 0.05, 0.2, 0.4
+        "iid-12.75",
+        "iid-51",
+        "iid-102",
     ]
     tasks = [c.task for c in p.degrade.cases][5:]
-    assert tasks == ["blur-g1.6", "sr-x2", "inpaint-50", "blur-g1.6", "blur-g1.6", "blur-m9"]
+    assert tasks == ["blur-g1.6", "sr-x2", "inpaint-50", "blur-g1.6", "blur-g1.6", "blur-m9",
+                     "blur-g1.6", "denoise", "denoise", "denoise"]  # fmt: skip
+    assert p.train.methods == ["dlw", "guidance", "rg", "alr"]
     paper = load_params(ROOT / "profiles" / "paper.yaml")
     assert paper.prepare.source == "icvl" and paper.device in ("cuda", "auto")
-    assert "iid-50" in [c.label for c in paper.degrade.cases]
+    labels = [c.label for c in paper.degrade.cases]
+    assert "iid-50" in labels and {"iid-12.75", "iid-25.5", "iid-51", "iid-76.5", "iid-102"} <= set(
+        labels
+    )
+    assert paper.train.methods == ["dlw", "guidance", "rg", "alr"]
 
 
 def test_defaults_round_trip_through_plain_values():

@@ -59,11 +59,14 @@ def source_hash(*entries: str | os.PathLike) -> str:
 
 
 def method_hash(method_cls: type) -> str:
-    """:func:`source_hash` of a learned method's code: its package folder (or its one file)."""
+    """:func:`source_hash` of a learned method's code: its package folder (or its one file) and
+    the other code it declares (``Method.code``, e.g. the start points of
+    ``evaluate/operator_baselines.py``), so an edit there solves its cells again."""
     import inspect
 
     own = Path(inspect.getfile(method_cls)).resolve()
-    return source_hash(own.parent if own.name == "__init__.py" else own)
+    extra = tuple(getattr(method_cls, "code", ()))
+    return source_hash(own.parent if own.name == "__init__.py" else own, *extra)
 
 
 @functools.cache

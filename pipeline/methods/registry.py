@@ -8,15 +8,19 @@ provides. Importing this module imports no torch (the methods import it where th
 
 from __future__ import annotations
 
+from pipeline.methods.alr import ALR
 from pipeline.methods.base import Method
 from pipeline.methods.dlw import DLW
 from pipeline.methods.guidance import Guidance
+from pipeline.methods.rg import RG
 
 __all__ = ["METHODS", "get_method", "providing"]
 
 METHODS: dict[str, type[Method]] = {
     "dlw": DLW,
     "guidance": Guidance,
+    "alr": ALR,
+    "rg": RG,
 }
 
 

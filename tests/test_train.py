@@ -123,7 +123,7 @@ def test_default_train_params_give_the_seven_source_sets_longest_first():
     assert p.noise.name == "impulse" and p.noise.params.density.kind == "uniform"
     # The train section: every registered method listed and parsed by default.
     train = parse_params({}).train
-    assert train.methods == ["dlw", "guidance"] and train.sections["dlw"] == p
+    assert train.methods == ["dlw", "guidance", "alr", "rg"] and train.sections["dlw"] == p
     method = train.method("dlw")
     assert isinstance(method, DLW) and method.params == p
 
@@ -193,7 +193,8 @@ def test_repository_params_parse():
     from pipeline.config import load_params
 
     default = load_params(ROOT / "params.yaml").train
-    assert default.methods == ["dlw", "guidance"] and default.sections["dlw"].width == 16
+    assert default.methods == ["dlw", "guidance", "rg", "alr"]
+    assert default.sections["dlw"].width == 16
     assert default.sections["guidance"].noise_percent == [1, 30]
     paper = load_params(ROOT / "profiles" / "paper.yaml").train.sections["dlw"]
     assert (paper.width, paper.patch_size, paper.batch_size, paper.lr) == (64, 64, 10, 1e-3)

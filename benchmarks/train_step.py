@@ -1,7 +1,8 @@
 """Time one DLW bilevel training step, part by part, and the throughput of concurrent trials.
 
 Usage: ``python benchmarks/train_step.py [--quick] [--steps N]``; prints a table and writes
-``benchmarks/results/train_step.json``.
+``benchmarks/results/train_step.json`` (keeping its ``roofline`` entry: every learned method
+against the machine's GEMM rate and a plain formulation, ``benchmarks/train_roofline.py``).
 
 Per-step split (one thread, as a trial with ``cpu: 1``). The step's autograd graph is cut at the
 weight map ``w`` so that every part is timed on its own, with exactly the work of a fused step
@@ -266,10 +267,11 @@ def main() -> None:
     print(f"load average at end {results['machine']['loadavg_at_end'][0]:.2f}")
     out = ROOT / "benchmarks" / "results" / "train_step.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    if args.quick and out.is_file():  # keep the paper-scale numbers of an earlier full run
-        previous = json.loads(out.read_text()).get("parts", {})
-        if "paper" in previous:
-            results["parts"]["paper"] = previous["paper"]
+    previous = json.loads(out.read_text()) if out.is_file() else {}
+    if args.quick and "paper" in previous.get("parts", {}):  # keep an earlier paper-scale run
+        results["parts"]["paper"] = previous["parts"]["paper"]
+    if "roofline" in previous:  # benchmarks/train_roofline.py's entry
+        results["roofline"] = previous["roofline"]
     from pipeline.io import write_bytes
 
     # Atomic (temporary file, then rename): an interrupted run never leaves half a JSON file.

@@ -87,8 +87,16 @@ class DLW(Method):
         from pipeline.methods.dlw.trainer import Trainer, TrialSpec
         from pipeline.train.data import load_tiles
 
+        p = self.params
+        # How the net is evaluated (layout, precision, checkpointing) is not a hyper-parameter:
+        # it is read from the section, not from the trial's config.
         spec = TrialSpec.from_config(
-            config, seed=int(context["seed"]), val_models=self.params.source_models
+            config,
+            seed=int(context["seed"]),
+            val_models=p.source_models,
+            layout=p.layout,
+            precision=p.precision,
+            checkpoint_unrolled=p.checkpoint_unrolled,
         )
         tiles = list(load_tiles(Path(context["data_dir"]), "train").values())
         return Trainer(spec, tiles, self._validation(context), context["device"])

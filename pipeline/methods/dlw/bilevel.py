@@ -12,7 +12,9 @@ shared by all source models:
 .. math:: \min_\theta\ \frac{1}{|\mathcal T|} \sum_{t \in \mathcal T}
           \operatorname{mean}\big(X_t(\theta) - \bar X\big)^2 ,
 
-its hypergradient obtained by backpropagation through the unrolled iterations.
+its hypergradient obtained by backpropagation through the unrolled iterations; with
+``checkpoint=True`` each iteration's intermediates are recomputed in the backward pass
+(``torch.utils.checkpoint``) instead of kept: the same gradient for less memory.
 """
 
 from __future__ import annotations
@@ -25,15 +27,37 @@ from torch import Tensor
 from pipeline.methods.dlw.net import DLWNet
 from pipeline.models.base import VariationalModel
 
-__all__ = ["batch_mpsnr", "bilevel_step", "score", "upper_loss"]
+__all__ = ["batch_mpsnr", "bilevel_step", "score", "unrolled", "upper_loss"]
+
+
+def unrolled(model: VariationalModel, y: Tensor, w: Tensor, *, checkpoint: bool = False) -> Tensor:
+    """The unrolled solution ``model.solve(y, w).x``; ``checkpoint``: the same iterations, each
+    one under :func:`torch.utils.checkpoint.checkpoint` (only the iterates are kept)."""
+    if not checkpoint:
+        return model.solve(y, w).x
+    from torch.utils.checkpoint import checkpoint as run_checkpointed
+
+    ctx, state = model.initial_state(y, w)
+    for k in range(model.params.iterations):
+        state = run_checkpointed(
+            model.unrolled_step, ctx, state, k, use_reentrant=False, preserve_rng_state=False
+        )
+    return model.output(ctx, state)
 
 
 def upper_loss(
-    net: DLWNet, models: Sequence[VariationalModel], noisy: Tensor, clean: Tensor
+    net: DLWNet,
+    models: Sequence[VariationalModel],
+    noisy: Tensor,
+    clean: Tensor,
+    *,
+    checkpoint: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """``(loss, w)``: the mean over source models of the MSE of their unrolled solutions."""
     w = net(noisy)
-    losses = [torch.mean((m.solve(noisy, w).x - clean) ** 2) for m in models]
+    losses = [
+        torch.mean((unrolled(m, noisy, w, checkpoint=checkpoint) - clean) ** 2) for m in models
+    ]
     return torch.stack(losses).mean(), w
 
 
@@ -46,6 +70,7 @@ def bilevel_step(
     *,
     step: int,
     trial: str = "",
+    checkpoint: bool = False,
 ) -> float:
     """One Adam step on the upper loss; returns the loss before the step.
 
@@ -53,7 +78,7 @@ def bilevel_step(
     weights silently for the rest of the trial: it stops the trial instead.
     """
     optimizer.zero_grad(set_to_none=True)
-    loss, _ = upper_loss(net, models, noisy, clean)
+    loss, _ = upper_loss(net, models, noisy, clean, checkpoint=checkpoint)
     value = float(loss.detach())
     if not torch.isfinite(loss):
         raise FloatingPointError(f"non-finite upper loss at step {step} of trial {trial or '?'}")

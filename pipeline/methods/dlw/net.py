@@ -9,17 +9,104 @@ then a (3, 3, 3) convolution to one channel give scores :math:`h_\theta(Y)`; per
 
 so the weights are positive and their mean is ≈ 1, the scale of the unweighted model (w = 1).
 Padding keeps the size. The paper uses 64 filters; ``width`` and ``depth`` are parameters.
+
+Layouts and precision. The same parameters (one state-dict layout) are evaluated in one of four
+exact layouts, equal up to floating-point summation order (``tests/test_train_step_layouts.py``):
+``separable`` (the (1, 3, 3) and (3, 1, 1) kernels as 2-D convolutions over reshaped volumes),
+``separable_cl`` (the same on channels-last activations, where every reshape is a view),
+``conv3d`` (the paper's ``Conv3d`` layers) and ``conv3d_cl`` (the same in ``channels_last_3d``).
+``auto`` is the fixed rule :func:`resolve_layout`, a function of device, width and precision
+only, so a trial's weights do not depend on a timing race. ``precision="bf16"`` runs the
+convolutions under ``torch.autocast(bfloat16)``; the softmax normalisation stays in float32
+(``benchmarks/train_roofline.py`` measures the speed and the quality of both).
 """
 
 from __future__ import annotations
+
+import functools
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["WEIGHT_FLOOR", "DLWNet", "load_dlwnet", "normalise_weights"]
+__all__ = [
+    "LAYOUTS",
+    "PRECISIONS",
+    "WEIGHT_FLOOR",
+    "DLWNet",
+    "load_dlwnet",
+    "native_bf16",
+    "normalise_weights",
+    "resolve_layout",
+    "resolve_precision",
+]
 
 WEIGHT_FLOOR = 1e-4
+LAYOUTS = ("auto", "separable", "separable_cl", "conv3d", "conv3d_cl")
+PRECISIONS = ("fp32", "bf16", "auto")
+# Forward + backward of the net, float32, thread CPU time with one thread, wall clock with two
+# (benchmarks/train_roofline.py; a shared 2-core AVX-512 machine):
+#   32×32×31, batch 4, width 16 (a default trial), 1 thread: separable 0.19 s, separable_cl
+#   0.13 s, conv3d 0.28 s, conv3d_cl 0.29 s; 2 threads: separable 0.19–0.51 s, separable_cl
+#   0.27 s, conv3d 0.10–0.36 s, conv3d_cl 0.06–0.26 s (the separable path hardly threads);
+#   64×64×31, batch 10, width 64 (the paper's), 1 thread: separable 26.0 s, separable_cl
+#   15.9 s, conv3d 27.6 s, conv3d_cl 33.8 s; 2 threads: separable 27.9 s, separable_cl 18.6 s,
+#   conv3d 18.9 s, conv3d_cl 14.6–18.7 s.
+# separable_cl is the fastest or level with the fastest everywhere; but for one-thread float32
+# trials up to this width (the default ones) auto keeps the separable path they were trained
+# with, so their weights stay as they were.
+SEPARABLE_MAX_WIDTH = 16
+
+
+@functools.cache
+def native_bf16(device_type: str = "cpu") -> bool:
+    """Whether the hardware multiplies bfloat16 natively: AVX-512-BF16 or AMX on an x86 CPU
+    (read from ``/proc/cpuinfo``; ``False`` where it cannot be read), compute capability ≥ 8.0
+    on CUDA."""
+    if device_type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 0)
+    if device_type != "cpu":
+        return False
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = next((line for line in text.splitlines() if line.startswith("flags")), "").split()
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: str | torch.device = "cpu") -> str:
+    """``fp32`` or ``bf16``; ``auto`` is ``bf16`` only where :func:`native_bf16` holds (there
+    ``benchmarks/train_roofline.py`` measured the paper-size DLW step 1.8–2.0× faster in
+    bfloat16 than in float32, and the default-size one 1.1–1.6×)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    return "bf16" if native_bf16(torch.device(device).type) else "fp32"
+
+
+def resolve_layout(
+    layout: str,
+    device: str | torch.device = "cpu",
+    width: int = 16,
+    precision: str = "fp32",
+    threads: int | None = None,
+) -> str:
+    """The layout ``auto`` stands for: on CPU in float32 with one torch thread (``threads``,
+    default ``torch.get_num_threads()``) up to :data:`SEPARABLE_MAX_WIDTH` filters the separable
+    path (the default trials' weights), otherwise ``separable_cl`` (measured fastest or level
+    with the fastest at widths 16 and 64, float32 and bfloat16, one and two threads)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if layout != "auto":
+        return layout
+    threads = torch.get_num_threads() if threads is None else threads
+    cpu = torch.device(device).type == "cpu"
+    if cpu and precision == "fp32" and width <= SEPARABLE_MAX_WIDTH and threads == 1:
+        return "separable"
+    return "separable_cl"
 
 
 def normalise_weights(h: Tensor) -> Tensor:
@@ -34,16 +121,22 @@ class DLWNet(nn.Module):
     """``forward(y: (B, C, H, W)) -> w: (B, C, H, W)``, the normalised weight map.
 
     Parameters are stored as :class:`torch.nn.Conv3d` layers (the paper's architecture, and the
-    state-dict layout of every checkpoint); :meth:`scores` evaluates the separable (1, 3, 3) and
-    (3, 1, 1) convolutions as 2-D convolutions over reshaped volumes, which gives the same
-    numbers about twice as fast as ``conv3d`` on CPU (measured: 32×32×31, width 16).
+    state-dict layout of every checkpoint) whatever the ``layout`` (module docstring) and
+    ``precision`` (``fp32``, ``bf16``, ``auto``), which are attributes, not state.
     """
 
-    def __init__(self, width: int = 16, depth: int = 3) -> None:
+    def __init__(
+        self, width: int = 16, depth: int = 3, layout: str = "auto", precision: str = "fp32"
+    ) -> None:
         super().__init__()
         if width < 1 or depth < 1:
             raise ValueError(f"DLWNet needs width ≥ 1 and depth ≥ 1, got {width}, {depth}")
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.width, self.depth = width, depth
+        self.layout, self.precision = layout, precision
         self.spatial = nn.ModuleList()
         self.spectral = nn.ModuleList()
         for i in range(depth):
@@ -54,24 +147,85 @@ class DLWNet(nn.Module):
         self.head = nn.Conv3d(width, 1, (3, 3, 3), padding=1)
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, Tensor]) -> DLWNet:
-        """A net shaped after ``state`` (width and depth read from the tensor shapes)."""
+    def from_state_dict(cls, state: dict[str, Tensor], **options: str) -> DLWNet:
+        """A net shaped after ``state`` (width and depth read from the tensor shapes);
+        ``options``: ``layout``, ``precision``."""
         try:
             depth = sum(1 for k in state if k.startswith("spatial.") and k.endswith(".weight"))
             width = int(state["head.weight"].shape[1])
         except (KeyError, AttributeError, IndexError) as exc:
             raise ValueError(f"not a DLWNet state dict (missing {exc})") from None
-        net = cls(width, depth)
+        net = cls(width, depth, **options)
         try:
             net.load_state_dict(state)
         except RuntimeError as exc:
             raise ValueError(f"not a DLWNet state dict ({exc})") from None
         return net
 
+    def resolved(self, device: torch.device | None = None) -> tuple[str, str]:
+        """``(layout, precision)`` that ``auto`` stands for on ``device`` (default: the
+        parameters')."""
+        device = self.head.weight.device if device is None else device
+        precision = resolve_precision(self.precision, device)
+        return resolve_layout(self.layout, device, self.width, precision), precision
+
     def scores(self, y: Tensor) -> Tensor:
-        """The unnormalised scores :math:`h_\\theta(Y)`, ``(B, C, H, W)``."""
+        """The unnormalised scores :math:`h_\\theta(Y)`, ``(B, C, H, W)``, float32 (under
+        ``bf16`` the convolutions run in bfloat16 and the scores are cast back)."""
         if y.ndim != 4:
             raise ValueError(f"DLWNet needs y of shape (B, C, H, W), got {tuple(y.shape)}")
+        layout, precision = self.resolved(y.device)
+        with torch.autocast(y.device.type, torch.bfloat16, enabled=precision == "bf16"):
+            if layout == "separable":
+                h = self._separable(y)
+            elif layout == "separable_cl":
+                h = self._separable_cl(y)
+            else:
+                h = self._conv3d(y, channels_last=layout == "conv3d_cl")
+        return h.float()
+
+    def _conv3d(self, y: Tensor, channels_last: bool) -> Tensor:
+        """The paper's ``Conv3d`` layers, optionally in ``channels_last_3d``: each call copies
+        the weights into that format (differentiable, a few kB), so the parameters and the
+        checkpoint keep their default strides. With one input channel both formats have the
+        same strides and oneDNN keeps the default one, so the first output is converted once;
+        the later layers follow it."""
+        fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
+
+        def conv(layer: nn.Conv3d, z: Tensor) -> Tensor:
+            weight = layer.weight.contiguous(memory_format=fmt)
+            out = F.conv3d(z, weight, layer.bias, padding=layer.padding)
+            return out.contiguous(memory_format=fmt)  # a no-op after the first layer
+
+        z = y.unsqueeze(1)
+        for spatial, spectral in zip(self.spatial, self.spectral, strict=True):
+            z = F.relu(conv(spectral, F.relu(conv(spatial, z))))
+        return conv(self.head, z)[:, 0]
+
+    def _separable_cl(self, y: Tensor) -> Tensor:
+        """The separable path on channels-last activations. The memory of a ``channels_last_3d``
+        volume (B, F, C, H, W) is [B][C][H][W][F], which is both the NHWC memory of the
+        (B·C, F, H, W) stack of bands the spatial kernel runs on and that of the
+        (B, F, C, H·W) image the spectral kernel runs on: every reshape between them is a view,
+        and every convolution takes oneDNN's NHWC kernels."""
+        cl = torch.channels_last
+        b, c, h, w = y.shape
+        z = y.reshape(b * c, 1, h, w)
+        for spatial, spectral in zip(self.spatial, self.spectral, strict=True):
+            weight = spatial.weight[:, :, 0].contiguous(memory_format=cl)
+            z = F.relu(F.conv2d(z, weight, spatial.bias, padding=1)).contiguous(memory_format=cl)
+            f = z.shape[1]
+            v = z.permute(0, 2, 3, 1).reshape(b, c, h * w, f).permute(0, 3, 1, 2)
+            weight = spectral.weight[..., 0].contiguous(memory_format=cl)
+            v = F.conv2d(v, weight, spectral.bias, padding=(1, 0))
+            v = F.relu(v).contiguous(memory_format=cl)
+            z = v.permute(0, 2, 3, 1).reshape(b * c, h, w, f).permute(0, 3, 1, 2)
+        vol = z.permute(0, 2, 3, 1).reshape(b, c, h, w, -1).permute(0, 4, 1, 2, 3)
+        weight = self.head.weight.contiguous(memory_format=torch.channels_last_3d)
+        return F.conv3d(vol, weight, self.head.bias, padding=1)[:, 0]
+
+    def _separable(self, y: Tensor) -> Tensor:
+        """The (1, 3, 3) and (3, 1, 1) kernels as 2-D convolutions over reshaped volumes."""
         b, c, h, w = y.shape
         z = y.reshape(b * c, 1, h, w)  # layout (B·C, F, H, W): bands are independent 2-D images
         for spatial, spectral in zip(self.spatial, self.spectral, strict=True):
@@ -88,11 +242,9 @@ class DLWNet(nn.Module):
         return normalise_weights(self.scores(y))
 
     def reference_scores(self, y: Tensor) -> Tensor:
-        """:meth:`scores` with plain ``conv3d`` layers: the paper's computation (for tests)."""
-        z = y.unsqueeze(1)
-        for spatial, spectral in zip(self.spatial, self.spectral, strict=True):
-            z = F.relu(spectral(F.relu(spatial(z))))
-        return self.head(z)[:, 0]
+        """:meth:`scores` with plain ``conv3d`` layers in float32: the paper's computation (for
+        tests)."""
+        return self._conv3d(y, channels_last=False)
 
 
 def load_dlwnet(path, map_location: str | torch.device = "cpu") -> DLWNet:

@@ -60,6 +60,16 @@ class DLWParams(TrialParams):
     # Training noise, drawn on the fly: a noise case as in degrade.cases (DLW's draws).
     noise: Case = field(default_factory=lambda: Case.from_param(DLW_TRAINING_NOISE, "noise"))
     val_patches: int = 4  # noisy patches per val image, fixed by the seed
+    # How DLWnet is evaluated (pipeline/methods/dlw/net.py; benchmarks/train_roofline.py): one
+    # of its exact layouts (auto | separable | separable_cl | conv3d | conv3d_cl; auto: a fixed
+    # rule of device, width and precision) and fp32 | bf16 | auto (the convolutions under
+    # bfloat16 autocast; auto: bf16 where the hardware has it natively). Solvers and losses
+    # stay in float32.
+    layout: str = "auto"
+    precision: str = "fp32"
+    # Recompute each unrolled ADMM iteration in the backward pass instead of keeping its
+    # intermediates (torch.utils.checkpoint): less memory, more time, the same gradients.
+    checkpoint_unrolled: bool = False
 
     def check_method(self, where: str) -> None:
         def key(name: str) -> str:
@@ -86,6 +96,11 @@ class DLWParams(TrialParams):
             "a source set is listed twice",
         )
         require(self.val_patches >= 1, key("val_patches"), self.val_patches, "must be ≥ 1")
+        layouts = ("auto", "separable", "separable_cl", "conv3d", "conv3d_cl")
+        precisions = ("fp32", "bf16", "auto")
+        require(self.layout in layouts, key("layout"), self.layout, f"one of {layouts}")
+        ok = self.precision in precisions
+        require(ok, key("precision"), self.precision, f"one of {precisions}")
 
     def check_value(self, name: str, value: Any, where: str) -> None:
         if name == "lr":

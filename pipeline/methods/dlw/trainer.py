@@ -61,6 +61,9 @@ class TrialSpec:
     steps_per_epoch: int = 20
     noise: dict[str, Any] = field(default_factory=lambda: {"name": "impulse"})
     val_models: tuple[str, ...] = ("nn", "tv", "tvs")
+    layout: str = "auto"  # DLWnet's evaluation (net.py): the same weights in every layout
+    precision: str = "fp32"
+    checkpoint_unrolled: bool = False
 
     @classmethod
     def from_config(cls, config: dict[str, Any], **extra: Any) -> TrialSpec:
@@ -96,7 +99,7 @@ def init_net(spec: TrialSpec) -> DLWNet:
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(torch_seed)
-        return DLWNet(spec.width, spec.depth)
+        return DLWNet(spec.width, spec.depth, spec.layout, spec.precision)
 
 
 class Trainer:
@@ -204,6 +207,7 @@ class Trainer:
                 *self.batch(step),
                 step=step,
                 trial=s.name,
+                checkpoint=s.checkpoint_unrolled,
             )
             for step in range(first, first + s.steps_per_epoch)
         ]

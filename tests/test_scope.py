@@ -116,3 +116,15 @@ def test_restorer_cases_and_the_exact_label_wins():
         (c, "oracle") for c in ("impulse", "iid-51", "blur/x")
     }
     assert len({k for k in keys if k[0] == "tv"}) == 3 * 4  # untouched
+
+
+def test_scope_names_must_match_planned_parts():
+    """A variant named in the scope but never trained is an error once the parts are planned."""
+    scope = Scope.parse({"restorers": {"alr:varying": ["unweighted", "dlw:tvx"]}})
+    labels = [r.label for r in _restorers()]
+    weightings = [w.label for w in _weightings()]
+    with pytest.raises(ConfigError, match=r"weighting 'dlw:tvx' matches none of"):
+        scope.check_labels(labels, weightings)
+    with pytest.raises(ConfigError, match=r"evaluate.scope.restorers.alr:s0.3: restorer"):
+        Scope.parse({"restorers": {"alr:s0.3": ["unweighted"]}}).check_labels(labels, weightings)
+    Scope.parse(SCOPE).check_labels(labels, weightings)  # the names above all match

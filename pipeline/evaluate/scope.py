@@ -103,6 +103,25 @@ class Scope:
                         f"{where}.restorers.{r}.cases: {case!r} not in evaluate.cases"
                     )
 
+    def check_labels(self, restorers: list[str], weightings: list[str]) -> None:
+        """Once the parts are planned: every name matches a planned label (a variant named in
+        the scope that was never trained would silently drop its cells)."""
+
+        def need(name: str, labels: list[str], what: str, at: str) -> None:
+            if not any(matches(name, label) for label in labels):
+                known = ", ".join(sorted(set(labels)))
+                raise ConfigError(f"{at}: {what} {name!r} matches none of {known}")
+
+        for case, rule in self.cases.items():
+            for name in rule.get("restorers", ()):
+                need(name, restorers, "restorer", f"evaluate.scope.cases.{case}.restorers")
+            for name in rule.get("weightings", ()):
+                need(name, weightings, "weighting", f"evaluate.scope.cases.{case}.weightings")
+        for r, rule in self.restorers.items():
+            need(r, restorers, "restorer", f"evaluate.scope.restorers.{r}")
+            for name in rule.get("weightings", ()):
+                need(name, weightings, "weighting", f"evaluate.scope.restorers.{r}.weightings")
+
     def solves(self, restorer: str, case: str) -> bool:
         """Whether ``restorer`` (a label) is solved on ``case`` at all."""
         rule = self.cases.get(case, {})

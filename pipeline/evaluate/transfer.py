@@ -407,6 +407,7 @@ def run_transfer(root: Path, p: EvaluateParams, device: str = "cpu", start=None)
     items, meta = load_items(root, manifest, p.cases)
     weightings = plan_weightings(p.weightings, root)
     restorers = plan_restorers(p, root)
+    p.narrowed.check_labels([r.label for r in restorers], [w.label for w in weightings])
     log.info(
         "%d weightings × %d restorers × %d cases; %d val and %d test images",
         len(weightings),

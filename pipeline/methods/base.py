@@ -39,7 +39,7 @@ from pipeline.io import safe_name
 from pipeline.methods.params import TrialParams
 from pipeline.schema import parse_dataclass
 
-__all__ = ["LearnedPart", "Method", "Trainer", "find_parts"]
+__all__ = ["LearnedPart", "Method", "Trainer", "TrialState", "find_parts"]
 
 # The selection score every trainer reports each epoch (higher is better): Tune's metric, the
 # best epoch of a trial, the best configuration of a search and the best seed.
@@ -56,6 +56,78 @@ class Trainer(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class TrialState:
+    """The bookkeeping every trainer shares (module docstring: the checkpoint): ``epoch``,
+    ``history``, ``best``, and the checkpoint of the trained module with its optimiser state.
+
+    A subclass sets ``self.spec`` (with ``variant`` and ``seed_index``) and calls
+    :meth:`init_state`; it says what it trains (:meth:`module`, ``self.net`` by default), what else
+    has state (:meth:`stateful`, ``{"optimizer": self.optimizer}`` by default; a value may be a
+    dict of such objects) and, if not by variant and seed, which trial it is (:meth:`trial_id`).
+    Each epoch ends with :meth:`end_epoch`, which keeps the best epoch on val."""
+
+    def init_state(self) -> None:
+        self.epoch = 0
+        self.history: list[dict[str, float]] = []
+        self.best: dict[str, Any] | None = None  # the best epoch on val: epoch, score, weights
+
+    def module(self) -> Any:
+        return self.net
+
+    def stateful(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer}
+
+    def trial_id(self) -> dict[str, Any]:
+        return {"variant": self.spec.variant, "seed_index": self.spec.seed_index}
+
+    def module_state(self) -> dict[str, Any]:
+        """The trained module's weights, detached copies on the CPU."""
+        return {k: v.detach().cpu().clone() for k, v in self.module().state_dict().items()}
+
+    def end_epoch(self, record: dict[str, float]) -> dict[str, float]:
+        """Append the epoch's record and keep the weights of the best ``val_score``."""
+        self.history.append(record)
+        if self.best is None or record[SCORE] > self.best[SCORE]:
+            self.best = {
+                "epoch": self.epoch,
+                SCORE: float(record[SCORE]),
+                "state_dict": self.module_state(),
+            }
+        return record
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain tensors, numbers, strings and lists only: loadable with ``weights_only=True``."""
+
+        def plain(o: Any) -> Any:
+            if isinstance(o, dict):
+                return {k: v.state_dict() for k, v in o.items()}
+            return o.state_dict()
+
+        return {
+            "state_dict": self.module_state(),
+            **{k: plain(o) for k, o in self.stateful().items()},
+            "epoch": self.epoch,
+            "history": [dict(h) for h in self.history],
+            "best": None if self.best is None else dict(self.best),
+            "spec": self.trial_id(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        mine = self.trial_id()
+        if state.get("spec") != mine:
+            raise ValueError(f"checkpoint of trial {state.get('spec')}, not of {mine}")
+        self.module().load_state_dict(state["state_dict"])
+        for key, o in self.stateful().items():
+            if isinstance(o, dict):
+                for k, v in o.items():
+                    v.load_state_dict(state[key][k])
+            else:
+                o.load_state_dict(state[key])
+        self.epoch = int(state["epoch"])
+        self.history = [dict(h) for h in state["history"]]
+        self.best = state.get("best")
 
 
 @dataclass(frozen=True)

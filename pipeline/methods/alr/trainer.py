@@ -35,6 +35,7 @@ from pipeline.methods.alr.data import PatchBatch, ValSet, draw_batch, split_grou
 from pipeline.methods.alr.net import ALRPart, wgan_gp_loss
 from pipeline.methods.alr.params import variant_sigma
 from pipeline.methods.alr.solve import solve
+from pipeline.methods.base import TrialState
 from pipeline.seeding import rng_for
 
 __all__ = ["Trainer", "TrialSpec", "init_part", "psnr"]
@@ -117,7 +118,7 @@ def psnr(x: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(1 / mse.clamp_min(1e-20))
 
 
-class Trainer:
+class Trainer(TrialState):
     """``run_epoch()`` trains ``steps_per_epoch`` critic steps, validates and appends to
     ``history``; ``best`` holds the weights (with their calibrated λ) of the best epoch."""
 
@@ -137,9 +138,7 @@ class Trainer:
             "noisy": torch.from_numpy(val.noisy).to(self.device),
         }
         self.optimizer = torch.optim.Adam(self.part.critic.parameters(), lr=spec.lr)
-        self.epoch = 0
-        self.history: list[dict[str, float]] = []
-        self.best: dict[str, Any] | None = None
+        self.init_state()
 
     def batch(self, step: int) -> PatchBatch:
         s = self.spec
@@ -187,14 +186,7 @@ class Trainer:
             **metrics,
         }
         self.part.lam.fill_(record["val_lam"])  # strength 1 of the part handed on
-        self.history.append(record)
-        if self.best is None or record["val_score"] > self.best["val_score"]:
-            self.best = {
-                "epoch": self.epoch,
-                "val_score": float(record["val_score"]),
-                "state_dict": self.weights(),
-            }
-        return record
+        return self.end_epoch(record)
 
     def validate(self) -> dict[str, float]:
         """``val_wasserstein``, ``val_psnr_y``, and per λ of the grid the mean PSNR gain of the
@@ -229,26 +221,5 @@ class Trainer:
             raise FloatingPointError(f"alr trial {s.name}: non-finite validation metrics {out}")
         return out
 
-    def weights(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().cpu().clone() for k, v in self.part.state_dict().items()}
-
-    def state_dict(self) -> dict[str, Any]:
-        """Plain tensors, numbers, strings and lists only: loadable with ``weights_only=True``."""
-        return {
-            "state_dict": self.weights(),
-            "optimizer": self.optimizer.state_dict(),
-            "epoch": self.epoch,
-            "history": [dict(h) for h in self.history],
-            "best": None if self.best is None else dict(self.best),
-            "spec": {"variant": self.spec.variant, "seed_index": self.spec.seed_index},
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        mine = {"variant": self.spec.variant, "seed_index": self.spec.seed_index}
-        if state.get("spec") != mine:
-            raise ValueError(f"checkpoint of trial {state.get('spec')}, not of {mine}")
-        self.part.load_state_dict(state["state_dict"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.epoch = int(state["epoch"])
-        self.history = [dict(h) for h in state["history"]]
-        self.best = state.get("best")
+    def module(self):
+        return self.part

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from pipeline.degrade.registry import Case
+from pipeline.methods.base import TrialState
 from pipeline.methods.dlw.bilevel import bilevel_step, score
 from pipeline.methods.dlw.data import draw_batch
 from pipeline.methods.dlw.net import DLWNet
@@ -102,7 +103,7 @@ def init_net(spec: TrialSpec) -> DLWNet:
         return DLWNet(spec.width, spec.depth, spec.layout, spec.precision)
 
 
-class Trainer:
+class Trainer(TrialState):
     """``run_epoch()`` trains ``steps_per_epoch`` bilevel steps, scores the validation set with
     every model of ``val_models``, decays the learning rate and appends to ``history``."""
 
@@ -125,9 +126,7 @@ class Trainer:
         self.val_mask = torch.from_numpy(val.mask).to(self.device)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=spec.lr)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, spec.lr_decay)
-        self.epoch = 0
-        self.history: list[dict[str, float]] = []
-        self.best: dict[str, Any] | None = None  # the best epoch on val: epoch, score, weights
+        self.init_state()
         # The unweighted (w = 1) val MPSNR of the trial's own source models: the collapse line.
         own = {m: build_model(m) for m in spec.models}
         self.unweighted_val = float(
@@ -178,16 +177,7 @@ class Trainer:
             "lr_retries": retries,
             "val_score": metrics["val_mpsnr"],  # the runner's selection score
         }
-        self.history.append(record)
-        if self.best is None or record["val_score"] > self.best["val_score"]:
-            self.best = {
-                "epoch": self.epoch,
-                "val_score": float(record["val_score"]),
-                "state_dict": {
-                    k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()
-                },
-            }
-        return record
+        return self.end_epoch(record)
 
     def best_state(self) -> tuple[int, dict[str, Any]]:
         """``(epoch, state dict)`` of the best epoch on val (the current net before any epoch)."""
@@ -232,28 +222,11 @@ class Trainer:
         self.net.eval()
         return torch.cat([self.net(noisy[i : i + chunk]) for i in range(0, len(noisy), chunk)])
 
-    def state_dict(self) -> dict[str, Any]:
-        """Plain tensors, numbers, strings and lists only: loadable with ``weights_only=True``."""
-        return {
-            "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "epoch": self.epoch,
-            "history": [dict(h) for h in self.history],
-            "best": None if self.best is None else dict(self.best),
-            "spec": {"source_set": self.spec.source_set, "seed_index": self.spec.seed_index},
-        }
+    def stateful(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer, "scheduler": self.scheduler}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        mine = {"source_set": self.spec.source_set, "seed_index": self.spec.seed_index}
-        if state.get("spec") != mine:
-            raise ValueError(f"checkpoint of trial {state.get('spec')}, not of {mine}")
-        self.net.load_state_dict(state["state_dict"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.epoch = int(state["epoch"])
-        self.history = [dict(h) for h in state["history"]]
-        self.best = state.get("best")
+    def trial_id(self) -> dict[str, Any]:
+        return {"source_set": self.spec.source_set, "seed_index": self.spec.seed_index}
 
 
 def weight_ratio(w: torch.Tensor, mask: torch.Tensor) -> float:

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pipeline.methods.base import TrialState
 from pipeline.methods.guidance.data import DeblurBatch, Degradation, draw_batch
 from pipeline.methods.guidance.net import GuidanceNet, ircnn_rhos
 from pipeline.methods.guidance.params import split_variant
@@ -125,7 +126,7 @@ def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a @ b) / den) if den > 0 else float("nan")
 
 
-class Trainer:
+class Trainer(TrialState):
     """``run_epoch()`` trains ``steps_per_epoch`` steps of the trial's guidance variant, scores
     the validation batch and appends to ``history``."""
 
@@ -150,9 +151,7 @@ class Trainer:
             }
         else:  # naive: both nets; none: the HQS net (there is no proxy)
             self.optimizers = {"joint": torch.optim.Adam(self.net.parameters(), lr=lr)}
-        self.epoch = 0
-        self.history: list[dict[str, float]] = []
-        self.best: dict[str, Any] | None = None  # the best epoch on val: epoch, score, weights
+        self.init_state()
 
     def _tensors(self, b: DeblurBatch) -> dict[str, torch.Tensor]:
         def t(a: np.ndarray, dtype=torch.float32) -> torch.Tensor:
@@ -243,14 +242,7 @@ class Trainer:
         }
         if self.net.guided:  # a net without σ̂ has no g (no NaN in metrics.json: strict JSON)
             record["train_g"] = float(losses[:, 1].mean())
-        self.history.append(record)
-        if self.best is None or record["val_score"] > self.best["val_score"]:
-            self.best = {
-                "epoch": self.epoch,
-                "val_score": float(record["val_score"]),
-                "state_dict": self.weights(),
-            }
-        return record
+        return self.end_epoch(record)
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -272,27 +264,5 @@ class Trainer:
                 out["val_sigma_corr"] = corr
         return out
 
-    def weights(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()}
-
-    def state_dict(self) -> dict[str, Any]:
-        """Plain tensors, numbers, strings and lists only: loadable with ``weights_only=True``."""
-        return {
-            "state_dict": self.weights(),
-            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
-            "epoch": self.epoch,
-            "history": [dict(h) for h in self.history],
-            "best": None if self.best is None else dict(self.best),
-            "spec": {"variant": self.spec.variant, "seed_index": self.spec.seed_index},
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        mine = {"variant": self.spec.variant, "seed_index": self.spec.seed_index}
-        if state.get("spec") != mine:
-            raise ValueError(f"checkpoint of trial {state.get('spec')}, not of {mine}")
-        self.net.load_state_dict(state["state_dict"])
-        for k, o in self.optimizers.items():
-            o.load_state_dict(state["optimizers"][k])
-        self.epoch = int(state["epoch"])
-        self.history = [dict(h) for h in state["history"]]
-        self.best = state.get("best")
+    def stateful(self) -> dict[str, Any]:
+        return {"optimizers": self.optimizers}

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pipeline.methods.base import TrialState
 from pipeline.methods.rg.data import Degradation, RGBatch, draw_batch
 from pipeline.methods.rg.net import RGNet
 from pipeline.methods.rg.solver import (
@@ -154,7 +155,7 @@ def psnr(x: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(1 / mse.clamp_min(1e-20))
 
 
-class Trainer:
+class Trainer(TrialState):
     """``run_epoch()`` trains ``steps_per_epoch`` steps of the trial's variant, scores the
     validation set and appends to ``history``."""
 
@@ -180,9 +181,7 @@ class Trainer:
             backward_tol=spec.backward_tol,
             m=spec.anderson_m,
         )
-        self.epoch = 0
-        self.history: list[dict[str, float]] = []
-        self.best: dict[str, Any] | None = None  # the best epoch on val: epoch, score, weights
+        self.init_state()
 
     # --- data -----------------------------------------------------------------------------
 
@@ -292,14 +291,7 @@ class Trainer:
         record["lam"] = float(self.net.lam.detach())
         record.update(metrics)
         record["val_score"] = metrics["val_psnr"]  # the runner's selection score
-        self.history.append(record)
-        if self.best is None or record["val_score"] > self.best["val_score"]:
-            self.best = {
-                "epoch": self.epoch,
-                "val_score": float(record["val_score"]),
-                "state_dict": self.weights(),
-            }
-        return record
+        return self.end_epoch(record)
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -325,27 +317,3 @@ class Trainer:
         if torch.isfinite(L).all():
             out["val_lipschitz"] = float(L.mean())
         return out
-
-    def weights(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()}
-
-    def state_dict(self) -> dict[str, Any]:
-        """Plain tensors, numbers, strings and lists only: loadable with ``weights_only=True``."""
-        return {
-            "state_dict": self.weights(),
-            "optimizer": self.optimizer.state_dict(),
-            "epoch": self.epoch,
-            "history": [dict(h) for h in self.history],
-            "best": None if self.best is None else dict(self.best),
-            "spec": {"variant": self.spec.variant, "seed_index": self.spec.seed_index},
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        mine = {"variant": self.spec.variant, "seed_index": self.spec.seed_index}
-        if state.get("spec") != mine:
-            raise ValueError(f"checkpoint of trial {state.get('spec')}, not of {mine}")
-        self.net.load_state_dict(state["state_dict"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.epoch = int(state["epoch"])
-        self.history = [dict(h) for h in state["history"]]
-        self.best = state.get("best")

@@ -554,3 +554,22 @@ def test_the_runner_names_no_method():
         if '"dlw"' in line or re.search(r"\bDLW\b", line)
     ]
     assert hits == []
+
+
+def test_spec_from_config_keeps_fields_and_makes_tuples():
+    """A trial spec from a Tune config: unknown keys dropped, lists to tuples only where the
+    field is a tuple (a list field stays a list)."""
+    from dataclasses import dataclass, field
+
+    from pipeline.methods.params import spec_from_config
+
+    @dataclass(frozen=True)
+    class Spec:
+        variant: str
+        pair: tuple[float, float] = (0.0, 1.0)
+        names: list[str] = field(default_factory=list)
+
+    spec = spec_from_config(Spec, {"variant": "a", "pair": [2, 3], "names": ["x"], "lr": 0.1})
+    assert spec == Spec("a", (2, 3), ["x"]) and isinstance(spec.pair, tuple)
+    assert isinstance(spec.names, list) and hash(Spec("b", spec.pair)) is not None
+    assert spec_from_config(Spec, {"variant": "b"}).pair == (0.0, 1.0)

@@ -27,7 +27,7 @@ from pipeline.schema import (
     unknown_keys,
 )
 
-__all__ = ["SchedulerParams", "TrainParams", "TrialParams", "default_train"]
+__all__ = ["SchedulerParams", "TrainParams", "TrialParams", "default_train", "spec_from_config"]
 
 
 @dataclass(frozen=True)
@@ -159,3 +159,18 @@ class TrainParams:
 
 def default_train() -> TrainParams:
     return TrainParams.from_param({}, "train")
+
+
+def spec_from_config(cls: type, config: dict[str, Any]) -> Any:
+    """The trial spec dataclass ``cls`` from a trial's Tune config: the keys that are its fields,
+    lists turned into tuples where the field is a tuple (Tune and YAML give lists; a frozen spec
+    holds tuples so that it hashes and compares)."""
+    from dataclasses import fields
+
+    values = {}
+    for f in fields(cls):
+        if f.name in config:
+            v = config[f.name]
+            is_tuple = str(f.type).startswith("tuple") or f.type is tuple
+            values[f.name] = tuple(v) if is_tuple and isinstance(v, list) else v
+    return cls(**values)

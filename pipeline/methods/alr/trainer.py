@@ -25,7 +25,7 @@ Validation, on the fixed noisy val crops at σ = ``val_sigma``:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,7 @@ from pipeline.methods.alr.net import ALRPart, wgan_gp_loss
 from pipeline.methods.alr.params import variant_sigma
 from pipeline.methods.alr.solve import solve
 from pipeline.methods.base import TrialState
+from pipeline.methods.params import spec_from_config
 from pipeline.seeding import rng_for
 
 __all__ = ["Trainer", "TrialSpec", "init_part", "psnr"]
@@ -68,13 +69,8 @@ class TrialSpec:
     @classmethod
     def from_config(cls, config: dict[str, Any], **extra: Any) -> TrialSpec:
         merged = {**config, **extra}
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in merged.items() if k in known}
-        for name in ("widths", "sigma_range", "restore_lr", "operator_lr", "lam_grid"):
-            if name in values:
-                values[name] = tuple(values[name])
-        variant_sigma(values["variant"])  # a bad variant fails here, naming it
-        return cls(**values)
+        variant_sigma(merged["variant"])  # a bad variant fails here, naming it
+        return spec_from_config(cls, merged)
 
     @property
     def name(self) -> str:

@@ -32,6 +32,7 @@ from pipeline.methods.base import TrialState
 from pipeline.methods.dlw.bilevel import bilevel_step, score
 from pipeline.methods.dlw.data import draw_batch
 from pipeline.methods.dlw.net import DLWNet
+from pipeline.methods.params import spec_from_config
 from pipeline.models.registry import build_model
 from pipeline.seeding import rng_for
 from pipeline.train.data import Batch
@@ -69,13 +70,10 @@ class TrialSpec:
     @classmethod
     def from_config(cls, config: dict[str, Any], **extra: Any) -> TrialSpec:
         """From a trial's Tune config (its ``variant`` is the source set)."""
-        known = set(cls.__dataclass_fields__)
         merged = {**config, **extra}
         if "variant" in merged:
             merged["source_set"] = merged.pop("variant")
-        values = {k: v for k, v in merged.items() if k in known}
-        values["val_models"] = tuple(values.get("val_models", cls.val_models))
-        return cls(**values)
+        return spec_from_config(cls, merged)
 
     @property
     def models(self) -> list[str]:

@@ -25,7 +25,7 @@ trial hands on is the one of its best epoch on val (``best``), as for DLW.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ from pipeline.methods.base import TrialState
 from pipeline.methods.guidance.data import DeblurBatch, Degradation, draw_batch
 from pipeline.methods.guidance.net import GuidanceNet, ircnn_rhos
 from pipeline.methods.guidance.params import split_variant
+from pipeline.methods.params import spec_from_config
 from pipeline.seeding import rng_for
 
 __all__ = ["Trainer", "TrialSpec", "init_net", "pearson", "psnr"]
@@ -72,12 +73,7 @@ class TrialSpec:
         merged = {**config, **extra}
         if "variant" in merged:
             merged["guidance"], merged["denoiser"] = split_variant(merged.pop("variant"))
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in merged.items() if k in known}
-        for name in ("blur_sigma", "noise_percent", "noise_maps"):
-            if name in values:
-                values[name] = tuple(values[name])
-        return cls(**values)
+        return spec_from_config(cls, merged)
 
     @property
     def variant(self) -> str:

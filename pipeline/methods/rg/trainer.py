@@ -38,13 +38,14 @@ one of its best epoch on val (``best``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from pipeline.methods.base import TrialState
+from pipeline.methods.params import spec_from_config
 from pipeline.methods.rg.data import Degradation, RGBatch, draw_batch
 from pipeline.methods.rg.net import RGNet
 from pipeline.methods.rg.solver import (
@@ -100,13 +101,7 @@ class TrialSpec:
 
     @classmethod
     def from_config(cls, config: dict[str, Any], **extra: Any) -> TrialSpec:
-        merged = {**config, **extra}
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in merged.items() if k in known}
-        for name in ("score_percent", "tasks", "noise_percent", "blur_sigma"):
-            if name in values:
-                values[name] = tuple(values[name])
-        return cls(**values)
+        return spec_from_config(cls, {**config, **extra})
 
     @property
     def name(self) -> str:

@@ -571,5 +571,5 @@ def test_spec_from_config_keeps_fields_and_makes_tuples():
 
     spec = spec_from_config(Spec, {"variant": "a", "pair": [2, 3], "names": ["x"], "lr": 0.1})
     assert spec == Spec("a", (2, 3), ["x"]) and isinstance(spec.pair, tuple)
-    assert isinstance(spec.names, list) and hash(Spec("b", spec.pair)) is not None
+    assert isinstance(spec.names, list)
     assert spec_from_config(Spec, {"variant": "b"}).pair == (0.0, 1.0)

@@ -28,6 +28,7 @@ hands on; without it the last epoch's ``state_dict`` is used).
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,7 @@ from pipeline.io import safe_name
 from pipeline.methods.params import TrialParams
 from pipeline.schema import parse_dataclass
 
-__all__ = ["LearnedPart", "Method", "Trainer", "TrialState", "find_parts"]
+__all__ = ["LearnedPart", "Method", "Trainer", "TrialState", "check_restore_inputs", "find_parts"]
 
 # The selection score every trainer reports each epoch (higher is better): Tune's metric, the
 # best epoch of a trial, the best configuration of a search and the best seed.
@@ -56,6 +57,29 @@ class Trainer(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def check_restore_inputs(
+    name: str, noisy: Any, w: Any, strength: float
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """A restorer's inputs as float32 arrays, or a :class:`ValueError` naming what is wrong:
+    ``noisy`` a finite (C, H, W) cube, ``w`` None or finite, ≥ 0 and of its shape, ``strength``
+    finite and ≥ 0. ``name`` starts the message (``"rg restorer"``)."""
+    y = np.asarray(noisy, dtype=np.float32)
+    if y.ndim != 3:
+        raise ValueError(f"{name}: expected a (C, H, W) image, got shape {y.shape}")
+    if not np.isfinite(y).all():
+        raise ValueError(f"{name}: the noisy image has NaN or infinite values")
+    if not (math.isfinite(strength) and strength >= 0):
+        raise ValueError(f"{name}: strength = {strength!r} must be finite and ≥ 0")
+    if w is None:
+        return y, None
+    w = np.asarray(w, dtype=np.float32)
+    if w.shape != y.shape:
+        raise ValueError(f"{name}: weights of shape {w.shape}, image of shape {y.shape}")
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise ValueError(f"{name}: the weights must be finite and ≥ 0 (NaN or < 0 given)")
+    return y, w
 
 
 class TrialState:

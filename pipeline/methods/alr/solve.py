@@ -34,7 +34,6 @@ a sum over bands, so a batch of images is solved exactly as each alone would be.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import numpy as np
@@ -44,6 +43,7 @@ from torch import Tensor
 
 from pipeline.methods.alr.net import ALRPart, Critic
 from pipeline.methods.alr.params import PATCH
+from pipeline.methods.base import check_restore_inputs
 
 __all__ = ["PAD", "pad", "regulariser", "restore_cube", "solve", "start"]
 
@@ -109,24 +109,6 @@ def start(y: np.ndarray, A) -> np.ndarray:
     return np.asarray(y, dtype=np.float32)
 
 
-def _check(noisy, w, strength: float) -> tuple[np.ndarray, np.ndarray | None]:
-    y = np.asarray(noisy, dtype=np.float32)
-    if y.ndim != 3:
-        raise ValueError(f"alr restorer: expected a (C, H, W) image, got shape {y.shape}")
-    if not np.isfinite(y).all():
-        raise ValueError("alr restorer: the noisy image has NaN or infinite values")
-    if not (math.isfinite(strength) and strength >= 0):
-        raise ValueError(f"alr restorer: strength = {strength!r} must be finite and ≥ 0")
-    if w is None:
-        return y, None
-    w = np.asarray(w, dtype=np.float32)
-    if w.shape != y.shape:
-        raise ValueError(f"alr restorer: weights of shape {w.shape}, image of shape {y.shape}")
-    if not np.isfinite(w).all() or (w < 0).any():
-        raise ValueError("alr restorer: the weights must be finite and ≥ 0 (NaN or < 0 given)")
-    return y, w
-
-
 def restore_cube(
     part: ALRPart, noisy: np.ndarray, w: np.ndarray | None, strength: float, A=None
 ) -> tuple[np.ndarray, dict]:
@@ -134,7 +116,7 @@ def restore_cube(
     folded into the batch: float32 (C, H, W) and the diagnostics."""
     from pipeline.degrade.operators import operator_kind
 
-    y, w = _check(noisy, w, strength)
+    y, w = check_restore_inputs("alr restorer", noisy, w, strength)
     kind = operator_kind(A)
     iterations, lr0, lr1 = part.schedule(operator=kind != "identity")
     x0 = start(y, A)

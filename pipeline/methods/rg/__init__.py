@@ -34,14 +34,13 @@ module         purpose
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from pipeline.methods.base import SCORE, Method
+from pipeline.methods.base import SCORE, Method, check_restore_inputs
 from pipeline.methods.rg.params import RGParams
 
 __all__ = ["RG"]
@@ -181,19 +180,7 @@ class RG(Method):
         ``converged``, ``primal_residual`` (largest relative change), ``time``."""
         from pipeline.methods.rg.solver import restore_cube
 
-        y = np.asarray(noisy, dtype=np.float32)
-        if y.ndim != 3:
-            raise ValueError(f"rg restorer: expected a (C, H, W) cube, got shape {y.shape}")
-        if not np.isfinite(y).all():
-            raise ValueError("rg restorer: the image has NaN or infinite values")
-        if w is not None:
-            w = np.asarray(w, dtype=np.float32)
-            if w.shape != y.shape:
-                raise ValueError(f"rg restorer: weights of shape {w.shape} for an image {y.shape}")
-            if not (np.isfinite(w).all() and (w >= 0).all()):
-                raise ValueError("rg restorer: weights must be finite and ≥ 0")
-        if not (math.isfinite(strength) and strength >= 0):
-            raise ValueError(f"rg restorer: strength = {strength!r} must be finite, ≥ 0")
+        y, w = check_restore_inputs("rg restorer", noisy, w, strength)
         return restore_cube(part, y, w, float(strength), A, **part.solve_settings)
 
     @classmethod

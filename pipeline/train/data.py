@@ -87,6 +87,15 @@ def random_patch(
     return np.ascontiguousarray(patch, dtype=np.float32)
 
 
+def random_band_patch(
+    tile: np.ndarray, size: int, rng: np.random.Generator, augment: bool
+) -> np.ndarray:
+    """One random band of ``tile``, then :func:`random_patch` of it: a (1, size, size) float32
+    patch (the methods that fold bands into the batch train on grey patches)."""
+    band = int(rng.integers(0, tile.shape[0]))
+    return random_patch(tile[band : band + 1], size, rng, augment)
+
+
 def corrupt(patches: list[np.ndarray], noise: Case, rng: np.random.Generator) -> Batch:
     """The patches corrupted one after another by ``noise`` from ``rng``, with their masks."""
     noisy, masks = [], []

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.seeding import rng_for
-from pipeline.train.data import random_patch
+from pipeline.train.data import random_band_patch
 
 __all__ = ["PatchBatch", "ValSet", "draw_batch", "split_groups", "validation_set"]
 
@@ -91,9 +91,7 @@ def split_groups(
 
 
 def _crop(tiles: list[np.ndarray], size: int, rng: np.random.Generator, augment: bool):
-    tile = tiles[int(rng.integers(0, len(tiles)))]
-    band = int(rng.integers(0, tile.shape[0]))
-    return random_patch(tile[band : band + 1], size, rng, augment)
+    return random_band_patch(tiles[int(rng.integers(0, len(tiles)))], size, rng, augment)
 
 
 def draw_batch(

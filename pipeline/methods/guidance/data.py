@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.seeding import rng_for
-from pipeline.train.data import random_patch
+from pipeline.train.data import random_band_patch
 
 __all__ = [
     "DeblurBatch",
@@ -153,8 +153,7 @@ def stack(items: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]) ->
 
 
 def _band_patch(tile: np.ndarray, size: int, rng: np.random.Generator, augment: bool) -> np.ndarray:
-    band = int(rng.integers(0, tile.shape[0]))
-    return random_patch(tile[band : band + 1], size, rng, augment)[0].astype(np.float64)
+    return random_band_patch(tile, size, rng, augment)[0].astype(np.float64)
 
 
 def draw_batch(

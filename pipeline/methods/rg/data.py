@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.seeding import rng_for
-from pipeline.train.data import random_patch
+from pipeline.train.data import random_band_patch
 
 __all__ = ["Degradation", "RGBatch", "TaskGroup", "degrade_group", "draw_batch", "validation_set"]
 
@@ -154,8 +154,7 @@ def degrade_group(
 
 
 def _band_patch(tile: np.ndarray, size: int, rng: np.random.Generator, augment: bool) -> np.ndarray:
-    band = int(rng.integers(0, tile.shape[0]))
-    return random_patch(tile[band : band + 1], size, rng, augment)[0].astype(np.float64)
+    return random_band_patch(tile, size, rng, augment)[0].astype(np.float64)
 
 
 def task_counts(batch_size: int, tasks: tuple[str, ...]) -> list[int]:

@@ -173,3 +173,11 @@ def to_plain(obj: Any) -> Any:
 def require(cond: bool, where: str, value: Any, why: str) -> None:
     if not cond:
         raise fail(where, value, why)
+
+
+def require_choices(where: str, values: list[str], known: tuple[str, ...]) -> None:
+    """A non-empty list of distinct names, each one of ``known``; the error names the item."""
+    require(len(values) > 0, where, values, "needs at least one")
+    require(len(set(values)) == len(values), where, values, "listed twice")
+    for i, v in enumerate(values):
+        require(v in known, f"{where}[{i}]", v, f"unknown (known: {', '.join(known)})")

@@ -63,6 +63,27 @@ def t_interval(values, confidence: float = 0.95) -> Interval:
     return Interval(mean, mean - half, mean + half, n)
 
 
+# The columns of a paired comparison (paired_difference) and their headers on the page.
+PAIRED_COLUMNS = {
+    "mean_diff": "Mean diff (dB)",
+    "ci_low": "CI low",
+    "ci_high": "CI high",
+    "n": "n",
+    "significant": "Significant",
+}
+PAIRED_DIGITS = {"mean_diff": 2, "ci_low": 2, "ci_high": 2, "n": 0}
+
+
+def paired_difference(a, b, confidence: float = 0.95) -> dict[str, float | int | bool]:
+    """``a − b`` paired by index (pandas Series over images; pairs with a NaN dropped): the mean,
+    its t-interval, n, and whether the interval excludes 0 (``significant``)."""
+    d = (a - b).dropna().to_numpy(np.float64)
+    iv = t_interval(d, confidence)
+    significant = bool(np.isfinite(iv.low) and (iv.low > 0 or iv.high < 0))
+    return {"mean_diff": iv.mean, "ci_low": iv.low, "ci_high": iv.high, "n": iv.n,
+            "significant": significant}  # fmt: skip
+
+
 def sign_flip_p(diffs) -> float:
     """Exact two-sided sign-flip permutation p-value of the mean of paired differences."""
     d = finite(diffs)

@@ -21,7 +21,7 @@ import pandas as pd
 
 from pipeline.report.leaderboard import NO_WEIGHTING
 from pipeline.report.sections import Section
-from pipeline.report.stats import t_interval
+from pipeline.report.stats import PAIRED_COLUMNS, PAIRED_DIGITS, paired_difference, t_interval
 
 METHOD = "alr"
 VARYING = "varying"
@@ -65,14 +65,6 @@ def matrix_frame(per: pd.DataFrame, confidence: float) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=cols)
 
 
-def _paired(a: pd.Series, b: pd.Series, confidence: float) -> dict:
-    d = (a - b).dropna().to_numpy(np.float64)
-    iv = t_interval(d, confidence)
-    sig = bool(np.isfinite(iv.low) and (iv.low > 0 or iv.high < 0))
-    return {"mean_diff": iv.mean, "ci_low": iv.low, "ci_high": iv.high, "n": iv.n,
-            "significant": sig}  # fmt: skip
-
-
 def versus_peer_frame(per: pd.DataFrame, variants: list[str], confidence: float) -> pd.DataFrame:
     cols = ["sigma_test", "comparison", "mean_diff", "ci_low", "ci_high", "n", "significant"]
     by = per.set_index(["sigma", "row", "image_id"])["mpsnr"]
@@ -86,7 +78,7 @@ def versus_peer_frame(per: pd.DataFrame, variants: list[str], confidence: float)
         for v in variants:
             if v in set(at["row"]):
                 records.append({"sigma_test": sigma, "comparison": f"{v} − {peer}",
-                                **_paired(by.loc[(sigma, v)], by.loc[(sigma, peer)],
+                                **paired_difference(by.loc[(sigma, v)], by.loc[(sigma, peer)],
                                           confidence)})  # fmt: skip
     return pd.DataFrame.from_records(records, columns=cols)
 
@@ -103,7 +95,7 @@ def claim_frame(per: pd.DataFrame, variants: list[str], confidence: float) -> pd
     for other in (v for v in variants if v != VARYING):
         if (top, other) in by.index.droplevel(2) and (top, VARYING) in by.index.droplevel(2):
             records.append({"sigma_test": top, "comparison": f"{VARYING} − {other}",
-                            **_paired(by.loc[(top, VARYING)], by.loc[(top, other)],
+                            **paired_difference(by.loc[(top, VARYING)], by.loc[(top, other)],
                                       confidence)})  # fmt: skip
     return pd.DataFrame.from_records(records, columns=cols)
 
@@ -177,31 +169,15 @@ def report_sections(results: pd.DataFrame, lb: pd.DataFrame, options) -> list[Se
                 f"BM3D/BM4D at each test σ ({pct} t-interval over test images)."
             ),
             table=versus_peer_frame(per, variants, confidence),
-            columns={
-                "sigma_test": "Test σ",
-                "comparison": "Comparison",
-                "mean_diff": "Mean diff (dB)",
-                "ci_low": "CI low",
-                "ci_high": "CI high",
-                "n": "n",
-                "significant": "Significant",
-            },
-            digits={"sigma_test": 3, "mean_diff": 2, "ci_low": 2, "ci_high": 2, "n": 0},
+            columns={"sigma_test": "Test σ", "comparison": "Comparison", **PAIRED_COLUMNS},
+            digits={"sigma_test": 3, **PAIRED_DIGITS},
         ),
         Section(
             name="alr-claim",
             title="ALR: does the varying-σ critic generalise best at high σ?",
             text=claim_sentence(claim),
             table=claim,
-            columns={
-                "sigma_test": "Test σ",
-                "comparison": "Comparison",
-                "mean_diff": "Mean diff (dB)",
-                "ci_low": "CI low",
-                "ci_high": "CI high",
-                "n": "n",
-                "significant": "Significant",
-            },
-            digits={"sigma_test": 3, "mean_diff": 2, "ci_low": 2, "ci_high": 2, "n": 0},
+            columns={"sigma_test": "Test σ", "comparison": "Comparison", **PAIRED_COLUMNS},
+            digits={"sigma_test": 3, **PAIRED_DIGITS},
         ),
     ]

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from pipeline.methods.params import TrialParams
-from pipeline.schema import require
+from pipeline.schema import require, require_choices
 
 __all__ = ["DENOISERS", "GUIDANCE", "NOISE_MAPS", "GuidanceParams", "split_variant"]
 
@@ -100,15 +100,9 @@ class GuidanceParams(TrialParams):
         def key(name: str) -> str:
             return f"{where}.{name}"
 
-        def choices(name: str, values: list[str], known: tuple[str, ...]) -> None:
-            require(len(values) > 0, key(name), values, "needs at least one")
-            require(len(set(values)) == len(values), key(name), values, "listed twice")
-            for i, v in enumerate(values):
-                require(v in known, f"{key(name)}[{i}]", v, f"unknown (known: {', '.join(known)})")
-
-        choices("guidance", self.guidance, GUIDANCE)
-        choices("denoisers", self.denoisers, DENOISERS)
-        choices("noise_maps", self.noise_maps, NOISE_MAPS)
+        require_choices(key("guidance"), self.guidance, GUIDANCE)
+        require_choices(key("denoisers"), self.denoisers, DENOISERS)
+        require_choices(key("noise_maps"), self.noise_maps, NOISE_MAPS)
         require(self.sigma_min > 0, key("sigma_min"), self.sigma_min, "must be positive")
         require(
             self.sigma_max >= self.sigma_min,

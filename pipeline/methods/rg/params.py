@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from pipeline.methods.params import TrialParams
-from pipeline.schema import require
+from pipeline.schema import require, require_choices
 
 __all__ = ["SOLVERS", "TASKS", "VARIANTS", "RGParams"]
 
@@ -100,14 +100,8 @@ class RGParams(TrialParams):
         def key(name: str) -> str:
             return f"{where}.{name}"
 
-        def choices(name: str, values: list[str], known: tuple[str, ...]) -> None:
-            require(len(values) > 0, key(name), values, "needs at least one")
-            require(len(set(values)) == len(values), key(name), values, "listed twice")
-            for i, v in enumerate(values):
-                require(v in known, f"{key(name)}[{i}]", v, f"unknown (known: {', '.join(known)})")
-
-        choices("variants", self.variants, VARIANTS)
-        choices("tasks", self.tasks, TASKS)
+        require_choices(key("variants"), self.variants, VARIANTS)
+        require_choices(key("tasks"), self.tasks, TASKS)
         require(self.solver in SOLVERS, key("solver"), self.solver, f"one of {list(SOLVERS)}")
         require(self.lam > 0, key("lam"), self.lam, "must be positive")
         ok = 0 < self.lipschitz_cap < 1

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.report.sections import Section
-from pipeline.report.stats import t_interval
+from pipeline.report.stats import PAIRED_COLUMNS, PAIRED_DIGITS, paired_difference, t_interval
 
 METHOD = "rg"
 CLAIMED = "rerg"  # the variant the paper's claim is about
@@ -78,12 +78,8 @@ def claim_frame(per: pd.DataFrame, worst: pd.DataFrame, confidence: float) -> pd
     records = []
 
     def add(comparison, scope, a, b):
-        d = (a - b).dropna().to_numpy(np.float64)
-        iv = t_interval(d, confidence)
-        sig = bool(np.isfinite(iv.low) and (iv.low > 0 or iv.high < 0))
-        records.append({"comparison": comparison, "scope": scope, "mean_diff": iv.mean,
-                        "ci_low": iv.low, "ci_high": iv.high, "n": iv.n,
-                        "significant": sig})  # fmt: skip
+        records.append({"comparison": comparison, "scope": scope,
+                        **paired_difference(a, b, confidence)})  # fmt: skip
 
     for other in (v for v in variants if v != CLAIMED):
         a = by.loc[(worst_task[CLAIMED], CLAIMED)]
@@ -197,15 +193,7 @@ def report_sections(results: pd.DataFrame, lb: pd.DataFrame, options) -> list[Se
                 "minus each other variant, on their worst tasks and task by task."
             ),
             table=claim,
-            columns={
-                "comparison": "Comparison",
-                "scope": "On",
-                "mean_diff": "Mean diff (dB)",
-                "ci_low": "CI low",
-                "ci_high": "CI high",
-                "n": "n",
-                "significant": "Significant",
-            },
-            digits={"mean_diff": 2, "ci_low": 2, "ci_high": 2, "n": 0},
+            columns={"comparison": "Comparison", "scope": "On", **PAIRED_COLUMNS},
+            digits=PAIRED_DIGITS,
         ),
     ]

@@ -9,7 +9,7 @@ fidelity, :math:`T(x) = x - \tau(A^\top W(Ax - y) + \lambda G_\phi(x))`, shared 
 the exact form of the four variants are this project's formulation: the paper's own text of them
 was not available.
 
-The defaults are CPU-sized (≈ 35 s a trial on one core, the four trials ≈ 80 s on two cores;
+The defaults are CPU-sized (the four trials take ≈ 35 s on two cores, the ``train@rg`` log;
 ``profiles/paper.yaml`` holds a larger setting). No torch here.
 """
 

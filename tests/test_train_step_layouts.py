@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from pipeline.methods import precision as precision_module
 from pipeline.methods.dlw import net as dlw_net
 from pipeline.methods.dlw.bilevel import unrolled, upper_loss
 from pipeline.methods.dlw.net import DLWNet, resolve_layout, resolve_precision
@@ -126,11 +127,13 @@ def test_default_trial_keeps_the_separable_float32_path():
 
 
 def test_auto_precision_follows_native_bf16(monkeypatch):
-    monkeypatch.setattr(dlw_net, "native_bf16", lambda device_type="cpu": True)
+    monkeypatch.setattr(precision_module, "native_bf16", lambda device_type="cpu": True)
     assert resolve_precision("auto", "cpu") == "bf16"
-    monkeypatch.setattr(dlw_net, "native_bf16", lambda device_type="cpu": False)
+    monkeypatch.setattr(precision_module, "native_bf16", lambda device_type="cpu": False)
     assert resolve_precision("auto", "cpu") == "fp32"
     assert resolve_precision("bf16", "cpu") == "bf16"
+    with pytest.raises(ValueError, match="fp16"):
+        precision_module.set_precision(DLWNet(4, 1), "fp16")
 
 
 # bfloat16 keeps 8 significant bits (relative rounding 2⁻⁹ ≈ 2e-3): the scores move by ~2e-3

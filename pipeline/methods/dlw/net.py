@@ -23,12 +23,11 @@ convolutions under ``torch.autocast(bfloat16)``; the softmax normalisation stays
 
 from __future__ import annotations
 
-import functools
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from pipeline.methods.precision import PRECISIONS, Precision, native_bf16, resolve_precision
 
 __all__ = [
     "LAYOUTS",
@@ -44,7 +43,6 @@ __all__ = [
 
 WEIGHT_FLOOR = 1e-4
 LAYOUTS = ("auto", "separable", "separable_cl", "conv3d", "conv3d_cl")
-PRECISIONS = ("fp32", "bf16", "auto")
 # Forward + backward of the net, float32, thread CPU time with one thread, wall clock with two
 # (benchmarks/train_roofline.py; a shared 2-core AVX-512 machine):
 #   32×32×31, batch 4, width 16 (a default trial), 1 thread: separable 0.19 s, separable_cl
@@ -57,34 +55,6 @@ PRECISIONS = ("fp32", "bf16", "auto")
 # trials up to this width (the default ones) auto keeps the separable path they were trained
 # with, so their weights stay as they were.
 SEPARABLE_MAX_WIDTH = 16
-
-
-@functools.cache
-def native_bf16(device_type: str = "cpu") -> bool:
-    """Whether the hardware multiplies bfloat16 natively: AVX-512-BF16 or AMX on an x86 CPU
-    (read from ``/proc/cpuinfo``; ``False`` where it cannot be read), compute capability ≥ 8.0
-    on CUDA."""
-    if device_type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 0)
-    if device_type != "cpu":
-        return False
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    flags = next((line for line in text.splitlines() if line.startswith("flags")), "").split()
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_precision(precision: str, device: str | torch.device = "cpu") -> str:
-    """``fp32`` or ``bf16``; ``auto`` is ``bf16`` only where :func:`native_bf16` holds (there
-    ``benchmarks/train_roofline.py`` measured the paper-size DLW step 1.8–2.0× faster in
-    bfloat16 than in float32, and the default-size one 1.1–1.6×)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision != "auto":
-        return precision
-    return "bf16" if native_bf16(torch.device(device).type) else "fp32"
 
 
 def resolve_layout(
@@ -117,7 +87,7 @@ def normalise_weights(h: Tensor) -> Tensor:
     return (n * torch.softmax(h.reshape(b, -1), dim=1)).reshape(h.shape) + WEIGHT_FLOOR
 
 
-class DLWNet(nn.Module):
+class DLWNet(Precision, nn.Module):
     """``forward(y: (B, C, H, W)) -> w: (B, C, H, W)``, the normalised weight map.
 
     Parameters are stored as :class:`torch.nn.Conv3d` layers (the paper's architecture, and the

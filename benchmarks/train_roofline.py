@@ -26,10 +26,13 @@ and torch thread count:
   GEMM rate.
 
 ``speedup_vs_plain`` = plain median / project median (float32), ``speedup_vs_plain_bf16`` =
-plain median / project median in bfloat16 (DLW, the only method with a ``precision`` param). For
-the other methods, whose nets are already plain ``Conv2d`` stacks, ``whatif_*`` ratios say what
-``channels_last`` or bfloat16 autocast, applied from here to their unchanged modules, would give.
-The headline figures of a (method, size) are those of the largest thread count measured.
+plain median / project median with the method's ``precision: bf16`` (its nets under bfloat16
+autocast, solvers and losses in float32; measured where the CPU has native bfloat16). For the
+methods whose nets are already plain ``Conv2d`` stacks, ``whatif_channels_last_vs_plain`` says
+what ``channels_last``, applied from here to their unchanged modules, would give.
+The headline figures of a (method, size) are those of one thread at the CPU default size (its
+trials run one torch thread each, ``cpu: 1``) and of the largest thread count measured at the
+paper size.
 """
 
 from __future__ import annotations
@@ -319,15 +322,9 @@ def _gauss_kernels(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(out, dtype=np.float32)
 
 
-def _autocast(enabled: bool):
-    import torch
-
-    return torch.autocast("cpu", torch.bfloat16) if enabled else contextlib.nullcontext()
-
-
-def timed_step(params, loss_fn: Callable[[], Any], lr: float, bf16: bool = False):
-    """One optimiser step on ``loss_fn()`` (under bf16 autocast when asked), timed in parts:
-    forward, backward, optimiser. The guidance, rg and alr rows share it."""
+def timed_step(params, loss_fn: Callable[[], Any], lr: float):
+    """One optimiser step on ``loss_fn()``, timed in parts: forward, backward, optimiser. The
+    guidance, rg and alr rows share it."""
     import torch
 
     opt = torch.optim.Adam(params, lr=lr)
@@ -335,8 +332,7 @@ def timed_step(params, loss_fn: Callable[[], Any], lr: float, bf16: bool = False
     def step(k: int) -> dict:
         c = Clock()
         opt.zero_grad(set_to_none=True)
-        with _autocast(bf16):
-            loss = loss_fn().float()
+        loss = loss_fn().float()
         c.lap("fwd")
         loss.backward()
         c.lap("bwd")
@@ -368,8 +364,8 @@ def guidance_case(cfg: dict, threads: int) -> dict:
     import torch.nn.functional as F
     from torch import nn
 
-    from pipeline.methods.dlw.net import native_bf16
     from pipeline.methods.guidance.net import DILATIONS, GuidanceNet, ircnn_rhos
+    from pipeline.methods.precision import native_bf16, set_precision
 
     rng = np.random.default_rng(0)
     n, p, w = cfg["batch"], cfg["patch"], cfg["width"]
@@ -420,12 +416,12 @@ def guidance_case(cfg: dict, threads: int) -> dict:
         torch.manual_seed(0)
         return GuidanceNet(rhos, w, cfg["denoiser"], True)
 
-    def make_step(net, forward, bf16=False):
+    def make_step(net, forward):
         def loss():
             x, s = forward(net)
             return torch.mean((x.float() - clean) ** 2) + torch.mean((s.float() - sigma) ** 2)
 
-        return timed_step(net.parameters(), loss, 1e-4, bf16)
+        return timed_step(net.parameters(), loss, 1e-4)
 
     def proj_forward(net):
         s = net.proxy(noisy)
@@ -438,8 +434,8 @@ def guidance_case(cfg: dict, threads: int) -> dict:
         "project": make_step(project_net(), proj_forward),
         "whatif channels_last": make_step(cl, proj_forward),
     }
-    if native_bf16("cpu"):
-        variants["whatif bf16"] = make_step(project_net(), proj_forward, bf16=True)
+    if native_bf16("cpu"):  # precision: bf16, the FFT deconvolution in float32
+        variants["project bf16"] = make_step(set_precision(project_net(), "bf16"), proj_forward)
     flop_net = project_net()
     return {
         "variants": variants,
@@ -455,7 +451,7 @@ def rg_case(cfg: dict, threads: int) -> dict:
     import torch
     from torch import nn
 
-    from pipeline.methods.dlw.net import native_bf16
+    from pipeline.methods.precision import native_bf16, set_precision
     from pipeline.methods.rg.net import RGNet
 
     rng = np.random.default_rng(0)
@@ -477,12 +473,12 @@ def rg_case(cfg: dict, threads: int) -> dict:
         torch.manual_seed(0)
         return RGNet(w, d)
 
-    def make_step(net, bf16=False, scale=1.0):
+    def make_step(net, scale=1.0):
         def loss():
             return torch.mean((s * net(clean + s * noise).float() * scale - noise) ** 2)
 
         params = [q for q in net.parameters() if q.requires_grad]
-        return timed_step(params, loss, 5e-4, bf16)
+        return timed_step(params, loss, 5e-4)
 
     cl = project_net()
     _to_channels_last(cl)
@@ -492,7 +488,7 @@ def rg_case(cfg: dict, threads: int) -> dict:
         "whatif channels_last": make_step(cl),
     }
     if native_bf16("cpu"):
-        variants["whatif bf16"] = make_step(project_net(), bf16=True)
+        variants["project bf16"] = make_step(set_precision(project_net(), "bf16"))
     flop_net = project_net()
     return {
         "variants": variants,
@@ -510,7 +506,7 @@ def alr_case(cfg: dict, threads: int) -> dict:
     from torch import nn
 
     from pipeline.methods.alr.net import Critic, wgan_gp_loss
-    from pipeline.methods.dlw.net import native_bf16
+    from pipeline.methods.precision import native_bf16, set_precision
 
     rng = np.random.default_rng(0)
     n, p = cfg["batch"], cfg["patch"]
@@ -551,8 +547,8 @@ def alr_case(cfg: dict, threads: int) -> dict:
         torch.manual_seed(0)
         return Critic((w1, w2, w3))
 
-    def make_step(net, loss_fn, bf16=False):
-        return timed_step(net.parameters(), lambda: loss_fn(net), 1e-3, bf16)
+    def make_step(net, loss_fn):
+        return timed_step(net.parameters(), lambda: loss_fn(net), 1e-3)
 
     def proj_loss(critic):
         return wgan_gp_loss(critic, clean, noisy, alpha, 5.0)[0]
@@ -562,7 +558,7 @@ def alr_case(cfg: dict, threads: int) -> dict:
         "project": make_step(project_critic(), proj_loss),
     }
     if native_bf16("cpu"):
-        variants["whatif bf16"] = make_step(project_critic(), proj_loss, bf16=True)
+        variants["project bf16"] = make_step(set_precision(project_critic(), "bf16"), proj_loss)
     critic = project_critic()
     return {
         "variants": variants,
@@ -617,7 +613,7 @@ def machine_rates(threads: int) -> dict:
     """The GEMM rates at ``threads`` threads (bf16: None without native support)."""
     import torch
 
-    from pipeline.methods.dlw.net import native_bf16
+    from pipeline.methods.precision import native_bf16
 
     torch.set_num_threads(threads)
     return {"fp32": gemm_rate("fp32"), "bf16": gemm_rate("bf16") if native_bf16() else None}
@@ -739,7 +735,7 @@ def main() -> None:
 
     import torch
 
-    from pipeline.methods.dlw.net import native_bf16
+    from pipeline.methods.precision import native_bf16
 
     out = ROOT / "benchmarks" / "results" / "train_step.json"
     previous = json.loads(out.read_text()) if out.is_file() else {}
@@ -769,8 +765,12 @@ def main() -> None:
                     f"GFLOP/s ({time.perf_counter() - t0:.0f} s)",
                     flush=True,
                 )
-            head = by_threads[str(threads_max)]
+            # The headline: the default size at its trials' thread count (`cpu: 1` in
+            # params.yaml, one torch thread each), the paper size at the most threads measured.
+            head_threads = 1 if size == "default" and 1 in args.threads else threads_max
+            head = by_threads[str(head_threads)]
             entry = {
+                "headline_threads": head_threads,
                 "speedup_vs_plain": head["speedup_vs_plain"],
                 "net_gemm_fraction": head["net_gemm_fraction"]["project"],
                 "by_threads": by_threads,

@@ -27,7 +27,19 @@ from pipeline.schema import (
     unknown_keys,
 )
 
-__all__ = ["SchedulerParams", "TrainParams", "TrialParams", "default_train", "spec_from_config"]
+__all__ = [
+    "PRECISIONS",
+    "SchedulerParams",
+    "TrainParams",
+    "TrialParams",
+    "default_train",
+    "spec_from_config",
+]
+
+
+# The arithmetic of a method's nets (pipeline/methods/precision.py): float32, bfloat16 autocast
+# around the nets (solvers and losses stay float32), or bf16 where the hardware has it natively.
+PRECISIONS = ("fp32", "bf16", "auto")
 
 
 @dataclass(frozen=True)
@@ -59,6 +71,9 @@ class TrialParams:
     gpu: float = 0.0  # fractional GPUs share a device between trials
     max_failures: int = 2  # retries of a crashed trial, from its last checkpoint
     keep_checkpoints: int = 2  # checkpoints kept per trial in Ray's folder
+    # fp32 | bf16 | auto: the nets' convolutions under bfloat16 autocast (bf16), solvers, losses
+    # and parameters in float32; auto: bf16 where the hardware multiplies it natively.
+    precision: str = "fp32"
 
     def check(self, where: str) -> None:
         def key(name: str) -> str:
@@ -74,6 +89,8 @@ class TrialParams:
         require(self.max_failures >= 0, key("max_failures"), self.max_failures, "must be ≥ 0")
         ok = self.keep_checkpoints >= 1
         require(ok, key("keep_checkpoints"), self.keep_checkpoints, "must be ≥ 1")
+        ok = self.precision in PRECISIONS
+        require(ok, key("precision"), self.precision, f"one of {list(PRECISIONS)}")
         for name, values in self.search.items():
             where_s = f"{key('search')}.{name}"
             require(

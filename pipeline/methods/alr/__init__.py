@@ -97,7 +97,10 @@ class ALR(Method):
         from pipeline.methods.alr.trainer import Trainer, TrialSpec
         from pipeline.train.data import load_tiles
 
-        spec = TrialSpec.from_config(config, seed=int(context["seed"]))
+        # The nets' arithmetic is not a hyper-parameter: read from the section.
+        spec = TrialSpec.from_config(
+            config, seed=int(context["seed"]), precision=self.params.precision
+        )
         tiles = list(load_tiles(Path(context["data_dir"]), "train").values())
         return Trainer(spec, tiles, self._validation(context), context["device"])
 

@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pipeline.methods.alr.params import PATCH
+from pipeline.methods.precision import Precision
 
 __all__ = ["STRIDE", "ALRPart", "Critic", "gradient_penalty", "load_alr", "wgan_gp_loss"]
 
@@ -55,7 +56,7 @@ STRIDE = 3  # the stride of the critic's third convolution: its map's grid
 EPS = 1e-12
 
 
-class Critic(nn.Module):
+class Critic(Precision, nn.Module):
     """:math:`r_\\theta`: ``(N, 1, H, W) → (N, Hm, Wm)``, the map of the 15×15 patches on the
     stride-3 grid (module docstring); ``H, W ≥ 15``."""
 
@@ -96,11 +97,12 @@ class Critic(nn.Module):
         # (a 31-band 32×32 restoration ran ~2× faster than with contiguous NCHW).
         h = h.contiguous(memory_format=torch.channels_last)
         last = len(self.convs) - 1
-        for i, conv in enumerate(self.convs):
-            h = conv(h)
-            if i < last:
-                h = F.relu(h)
-        return h.mean(dim=1)
+        with self.autocast(x.device):
+            for i, conv in enumerate(self.convs):
+                h = conv(h)
+                if i < last:
+                    h = F.relu(h)
+        return h.to(x.dtype).mean(dim=1)
 
     def score(self, x: Tensor) -> Tensor:
         """One number per sample: the mean of its map, ``(N,)`` (a 15×15 patch: its critic)."""

@@ -37,6 +37,7 @@ from pipeline.methods.alr.params import variant_sigma
 from pipeline.methods.alr.solve import solve
 from pipeline.methods.base import TrialState
 from pipeline.methods.params import spec_from_config
+from pipeline.methods.precision import set_precision
 from pipeline.seeding import rng_for
 
 __all__ = ["Trainer", "TrialSpec", "init_part", "psnr"]
@@ -49,6 +50,7 @@ class TrialSpec:
     variant: str
     seed_index: int
     seed: int = 0  # the global seed
+    precision: str = "fp32"  # the nets' arithmetic (pipeline/methods/precision.py)
     widths: tuple[int, int, int] = (8, 8, 8)
     sigma_range: tuple[float, float] = (0.05, 0.30)
     groups: str = "shared"
@@ -129,6 +131,7 @@ class Trainer(TrialState):
         self.device = torch.device(device)
         self.clean_tiles, self.noisy_tiles = split_groups(train_tiles, spec.patch_size, spec.groups)
         self.part = init_part(spec).to(self.device)
+        set_precision(self.part, spec.precision)
         self.val = {
             "clean": torch.from_numpy(val.clean).to(self.device),
             "noisy": torch.from_numpy(val.noisy).to(self.device),

@@ -15,20 +15,19 @@ exact layouts, equal up to floating-point summation order (``tests/test_train_st
 ``separable`` (the (1, 3, 3) and (3, 1, 1) kernels as 2-D convolutions over reshaped volumes),
 ``separable_cl`` (the same on channels-last activations, where every reshape is a view),
 ``conv3d`` (the paper's ``Conv3d`` layers) and ``conv3d_cl`` (the same in ``channels_last_3d``).
-``auto`` is the fixed rule :func:`resolve_layout`, a function of device, width and precision
-only, so a trial's weights do not depend on a timing race. ``precision="bf16"`` runs the
+``auto`` is :func:`resolve_layout`'s fixed rule (``separable_cl``, measured fastest), so a
+trial's weights do not depend on a timing race. ``precision="bf16"`` runs the
 convolutions under ``torch.autocast(bfloat16)``; the softmax normalisation stays in float32
 (``benchmarks/train_roofline.py`` measures the speed and the quality of both).
 """
 
 from __future__ import annotations
 
-import functools
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from pipeline.methods.precision import PRECISIONS, Precision, native_bf16, resolve_precision
 
 __all__ = [
     "LAYOUTS",
@@ -44,69 +43,47 @@ __all__ = [
 
 WEIGHT_FLOOR = 1e-4
 LAYOUTS = ("auto", "separable", "separable_cl", "conv3d", "conv3d_cl")
-PRECISIONS = ("fp32", "bf16", "auto")
-# Forward + backward of the net, float32, thread CPU time with one thread, wall clock with two
-# (benchmarks/train_roofline.py; a shared 2-core AVX-512 machine):
-#   32×32×31, batch 4, width 16 (a default trial), 1 thread: separable 0.19 s, separable_cl
-#   0.13 s, conv3d 0.28 s, conv3d_cl 0.29 s; 2 threads: separable 0.19–0.51 s, separable_cl
-#   0.27 s, conv3d 0.10–0.36 s, conv3d_cl 0.06–0.26 s (the separable path hardly threads);
-#   64×64×31, batch 10, width 64 (the paper's), 1 thread: separable 26.0 s, separable_cl
-#   15.9 s, conv3d 27.6 s, conv3d_cl 33.8 s; 2 threads: separable 27.9 s, separable_cl 18.6 s,
-#   conv3d 18.9 s, conv3d_cl 14.6–18.7 s.
-# separable_cl is the fastest or level with the fastest everywhere; but for one-thread float32
-# trials up to this width (the default ones) auto keeps the separable path they were trained
-# with, so their weights stay as they were.
-SEPARABLE_MAX_WIDTH = 16
+# Forward + backward of the net, float32, wall clock (benchmarks/train_roofline.py and a
+# per-layer torch.profiler run; a 2-core AVX-512 machine):
+#   32×32×31, batch 4, width 16 (a default trial), 1 thread: separable 0.34 s, separable_cl
+#   0.12 s, conv3d_cl 0.30 s; 2 threads: separable 0.21 s, separable_cl 0.07 s;
+#   64×64×31, batch 10, width 64 (the paper's), 2 threads: separable_cl 7.1 s (bf16 3.1 s),
+#   conv3d 18.9 s, separable 27.9 s (1 thread: separable_cl 15.9 s before its in-place ReLUs,
+#   NHWC first layer and 2-D head, conv3d 27.6 s, conv3d_cl 33.8 s).
+# separable_cl is the fastest everywhere measured, so ``auto`` is separable_cl.
 
 
-@functools.cache
-def native_bf16(device_type: str = "cpu") -> bool:
-    """Whether the hardware multiplies bfloat16 natively: AVX-512-BF16 or AMX on an x86 CPU
-    (read from ``/proc/cpuinfo``; ``False`` where it cannot be read), compute capability ≥ 8.0
-    on CUDA."""
-    if device_type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 0)
-    if device_type != "cpu":
-        return False
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    flags = next((line for line in text.splitlines() if line.startswith("flags")), "").split()
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_precision(precision: str, device: str | torch.device = "cpu") -> str:
-    """``fp32`` or ``bf16``; ``auto`` is ``bf16`` only where :func:`native_bf16` holds (there
-    ``benchmarks/train_roofline.py`` measured the paper-size DLW step 1.8–2.0× faster in
-    bfloat16 than in float32, and the default-size one 1.1–1.6×)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision != "auto":
-        return precision
-    return "bf16" if native_bf16(torch.device(device).type) else "fp32"
-
-
-def resolve_layout(
-    layout: str,
-    device: str | torch.device = "cpu",
-    width: int = 16,
-    precision: str = "fp32",
-    threads: int | None = None,
-) -> str:
-    """The layout ``auto`` stands for: on CPU in float32 with one torch thread (``threads``,
-    default ``torch.get_num_threads()``) up to :data:`SEPARABLE_MAX_WIDTH` filters the separable
-    path (the default trials' weights), otherwise ``separable_cl`` (measured fastest or level
-    with the fastest at widths 16 and 64, float32 and bfloat16, one and two threads)."""
+def resolve_layout(layout: str) -> str:
+    """The layout ``auto`` stands for: ``separable_cl``, measured fastest at the default and the
+    paper's widths, one and two threads, float32 and bfloat16 (comment above). A fixed rule,
+    not a timing race, so a trial's weights never depend on the machine's load."""
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-    if layout != "auto":
-        return layout
-    threads = torch.get_num_threads() if threads is None else threads
-    cpu = torch.device(device).type == "cpu"
-    if cpu and precision == "fp32" and width <= SEPARABLE_MAX_WIDTH and threads == 1:
-        return "separable"
-    return "separable_cl"
+    return "separable_cl" if layout == "auto" else layout
+
+
+class _InplaceReLU(torch.autograd.Function):
+    """ReLU that overwrites its input and, in backward, the incoming gradient: the same values
+    as ``F.relu`` without two fresh activation-sized tensors. Only for an input no one else
+    reads (a convolution's output) whose output has one consumer (the next convolution), so
+    the gradient handed back is that consumer's own fresh tensor."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        x.clamp_min_(0)
+        ctx.mark_dirty(x)
+        ctx.save_for_backward(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        (out,) = ctx.saved_tensors
+        # relu's own backward, aten::threshold_backward, written into ``grad``.
+        return torch.ops.aten.threshold_backward.grad_input(grad, out, 0, grad_input=grad)
+
+
+def _relu(x: Tensor) -> Tensor:
+    return _InplaceReLU.apply(x) if torch.is_grad_enabled() else x.clamp_min_(0)
 
 
 def normalise_weights(h: Tensor) -> Tensor:
@@ -117,7 +94,7 @@ def normalise_weights(h: Tensor) -> Tensor:
     return (n * torch.softmax(h.reshape(b, -1), dim=1)).reshape(h.shape) + WEIGHT_FLOOR
 
 
-class DLWNet(nn.Module):
+class DLWNet(Precision, nn.Module):
     """``forward(y: (B, C, H, W)) -> w: (B, C, H, W)``, the normalised weight map.
 
     Parameters are stored as :class:`torch.nn.Conv3d` layers (the paper's architecture, and the
@@ -166,8 +143,7 @@ class DLWNet(nn.Module):
         """``(layout, precision)`` that ``auto`` stands for on ``device`` (default: the
         parameters')."""
         device = self.head.weight.device if device is None else device
-        precision = resolve_precision(self.precision, device)
-        return resolve_layout(self.layout, device, self.width, precision), precision
+        return resolve_layout(self.layout), resolve_precision(self.precision, device)
 
     def scores(self, y: Tensor) -> Tensor:
         """The unnormalised scores :math:`h_\\theta(Y)`, ``(B, C, H, W)``, float32 (under
@@ -207,22 +183,40 @@ class DLWNet(nn.Module):
         volume (B, F, C, H, W) is [B][C][H][W][F], which is both the NHWC memory of the
         (B·C, F, H, W) stack of bands the spatial kernel runs on and that of the
         (B, F, C, H·W) image the spectral kernel runs on: every reshape between them is a view,
-        and every convolution takes oneDNN's NHWC kernels."""
+        and every convolution takes oneDNN's NHWC kernels.
+
+        Two further exact rewrites, measured at the paper's size (64×64×31, batch 10, width 64,
+        2 threads; ``benchmarks/train_roofline.py``): the ReLUs work in place, forward and
+        backward (:class:`_InplaceReLU`: every fresh 325 MB activation costs ≈ 0.15 s of page
+        faults on such a machine, an in-place pass ≈ 0.01 s); and the (3, 3, 3) head, a
+        ``Conv3d`` with one output channel that oneDNN runs at a few GFLOP/s, is a 2-D
+        convolution of every band with the three spectral slices of its kernel as three output
+        channels, summed along the bands (0.35 s instead of 0.74 s forward + backward)."""
         cl = torch.channels_last
         b, c, h, w = y.shape
+        # One input channel: NCHW and NHWC have the same strides and oneDNN answers in NCHW, so
+        # the first output would need a 325 MB conversion, forward and backward. A zero second
+        # channel (input and kernel) makes the input unambiguously NHWC, and the output with it.
         z = y.reshape(b * c, 1, h, w)
+        z = torch.cat([z, torch.zeros_like(z)], 1).contiguous(memory_format=cl)
         for spatial, spectral in zip(self.spatial, self.spectral, strict=True):
-            weight = spatial.weight[:, :, 0].contiguous(memory_format=cl)
-            z = F.relu(F.conv2d(z, weight, spatial.bias, padding=1)).contiguous(memory_format=cl)
+            weight = spatial.weight[:, :, 0]
+            if z.shape[1] != weight.shape[1]:  # the first layer: the zero channel's kernel
+                weight = torch.cat([weight, torch.zeros_like(weight)], 1)
+            weight = weight.contiguous(memory_format=cl)
+            z = _relu(F.conv2d(z, weight, spatial.bias, padding=1).contiguous(memory_format=cl))
             f = z.shape[1]
             v = z.permute(0, 2, 3, 1).reshape(b, c, h * w, f).permute(0, 3, 1, 2)
             weight = spectral.weight[..., 0].contiguous(memory_format=cl)
             v = F.conv2d(v, weight, spectral.bias, padding=(1, 0))
-            v = F.relu(v).contiguous(memory_format=cl)
+            v = _relu(v.contiguous(memory_format=cl))
             z = v.permute(0, 2, 3, 1).reshape(b * c, h, w, f).permute(0, 3, 1, 2)
-        vol = z.permute(0, 2, 3, 1).reshape(b, c, h, w, -1).permute(0, 4, 1, 2, 3)
-        weight = self.head.weight.contiguous(memory_format=torch.channels_last_3d)
-        return F.conv3d(vol, weight, self.head.bias, padding=1)[:, 0]
+        # head(z)[c] = Σ_k conv2d(z[c + k − 1], W[:, :, k]) + bias, k = 0, 1, 2 (zero bands
+        # outside): one conv2d with the three slices W[:, :, k] as output channels.
+        weight = self.head.weight[0].transpose(0, 1).contiguous(memory_format=cl)  # (3, F, 3, 3)
+        o = F.conv2d(z, weight, padding=1).reshape(b, c, 3, h, w)
+        o = F.pad(o, (0, 0, 0, 0, 0, 0, 1, 1))  # a zero band before the first and after the last
+        return o[:, :-2, 0] + o[:, 1:-1, 1] + o[:, 2:, 2] + self.head.bias
 
     def _separable(self, y: Tensor) -> Tensor:
         """The (1, 3, 3) and (3, 1, 1) kernels as 2-D convolutions over reshaped volumes."""

@@ -62,11 +62,8 @@ class DLWParams(TrialParams):
     val_patches: int = 4  # noisy patches per val image, fixed by the seed
     # How DLWnet is evaluated (pipeline/methods/dlw/net.py; benchmarks/train_roofline.py): one
     # of its exact layouts (auto | separable | separable_cl | conv3d | conv3d_cl; auto: a fixed
-    # rule of device, width and precision) and fp32 | bf16 | auto (the convolutions under
-    # bfloat16 autocast; auto: bf16 where the hardware has it natively). Solvers and losses
-    # stay in float32.
+    # rule of device, width and precision; `precision` is every method's, params.py).
     layout: str = "auto"
-    precision: str = "fp32"
     # Recompute each unrolled ADMM iteration in the backward pass instead of keeping its
     # intermediates (torch.utils.checkpoint): less memory, more time, the same gradients.
     checkpoint_unrolled: bool = False
@@ -97,10 +94,7 @@ class DLWParams(TrialParams):
         )
         require(self.val_patches >= 1, key("val_patches"), self.val_patches, "must be ≥ 1")
         layouts = ("auto", "separable", "separable_cl", "conv3d", "conv3d_cl")
-        precisions = ("fp32", "bf16", "auto")
         require(self.layout in layouts, key("layout"), self.layout, f"one of {layouts}")
-        ok = self.precision in precisions
-        require(ok, key("precision"), self.precision, f"one of {precisions}")
 
     def check_value(self, name: str, value: Any, where: str) -> None:
         if name == "lr":

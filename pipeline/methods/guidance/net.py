@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pipeline.methods.precision import Precision
+
 __all__ = [
     "DILATIONS",
     "PROXY_BIAS",
@@ -109,7 +111,7 @@ def fft_deconv(y: Tensor, k: Tensor, x: Tensor, rho) -> Tensor:
     return torch.fft.irfft2(num / den, s=y.shape[-2:])
 
 
-class ProxyNet(nn.Module):
+class ProxyNet(Precision, nn.Module):
     """:math:`H_\\theta`: ``y (N, 1, H, W) → σ̂ (N, 1, H, W) ≥ 0`` (module docstring)."""
 
     def __init__(self, width: int = 16, layers: int = 4, bias: float = PROXY_BIAS) -> None:
@@ -144,12 +146,13 @@ class ProxyNet(nn.Module):
 
     def forward(self, y: Tensor) -> Tensor:
         h = y * SIGMA_SCALE
-        for conv in self.convs:
-            h = F.relu(conv(h))  # after the last layer too: σ̂ ≥ 0
-        return h / SIGMA_SCALE
+        with self.autocast(y.device):
+            for conv in self.convs:
+                h = F.relu(conv(h))  # after the last layer too: σ̂ ≥ 0
+        return h.to(y.dtype) / SIGMA_SCALE
 
 
-class Denoiser(nn.Module):
+class Denoiser(Precision, nn.Module):
     """A residual predictor of dilated 3×3 convolutions: ``(N, in_channels, H, W) →
     (N, 1, H, W)``; the stage subtracts it from its input image."""
 
@@ -170,11 +173,12 @@ class Denoiser(nn.Module):
     def forward(self, inp: Tensor) -> Tensor:
         h = inp
         last = len(self.convs) - 1
-        for i, conv in enumerate(self.convs):
-            h = conv(h)
-            if i < last:
-                h = F.relu(h)
-        return h
+        with self.autocast(inp.device):  # the FFT deconvolution around it stays float32
+            for i, conv in enumerate(self.convs):
+                h = conv(h)
+                if i < last:
+                    h = F.relu(h)
+        return h.to(inp.dtype)
 
 
 class HQSNet(nn.Module):

@@ -36,6 +36,7 @@ from pipeline.methods.guidance.data import DeblurBatch, Degradation, draw_batch
 from pipeline.methods.guidance.net import GuidanceNet, ircnn_rhos
 from pipeline.methods.guidance.params import split_variant
 from pipeline.methods.params import spec_from_config
+from pipeline.methods.precision import set_precision
 from pipeline.seeding import rng_for
 
 __all__ = ["Trainer", "TrialSpec", "init_net", "pearson", "psnr"]
@@ -49,6 +50,7 @@ class TrialSpec:
     denoiser: str
     seed_index: int
     seed: int = 0  # the global seed
+    precision: str = "fp32"  # the nets' arithmetic (pipeline/methods/precision.py)
     width: int = 16
     stages: int = 3
     sigma_max: float = 49.0
@@ -138,6 +140,7 @@ class Trainer(TrialState):
         self.tiles = train_tiles
         self.deg = spec.degradation
         self.net = init_net(spec).to(self.device)
+        set_precision(self.net, spec.precision)
         self.val = self._tensors(val)
         lr = spec.lr
         if spec.guidance == "alternating":

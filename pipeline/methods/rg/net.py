@@ -30,6 +30,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from pipeline.methods.precision import Precision
 from pipeline.methods.rg.params import SOLVERS
 
 __all__ = ["SCORE_SCALE", "GradNet", "RGNet", "load_rg"]
@@ -38,7 +39,7 @@ __all__ = ["SCORE_SCALE", "GradNet", "RGNet", "load_rg"]
 SCORE_SCALE = 0.05
 
 
-class GradNet(nn.Module):
+class GradNet(Precision, nn.Module):
     r""":math:`G_\phi`: ``x (N, 1, H, W) → (N, 1, H, W)`` (module docstring)."""
 
     def __init__(self, width: int = 16, depth: int = 5) -> None:
@@ -62,11 +63,12 @@ class GradNet(nn.Module):
         if x.ndim != 4 or x.shape[1] != 1:
             raise ValueError(f"GradNet takes (N, 1, H, W) images, got {tuple(x.shape)}")
         h = x
-        for i, conv in enumerate(self.convs):
-            h = conv(h)
-            if i < len(self.convs) - 1:
-                h = torch.relu(h)
-        return h / SCORE_SCALE
+        with self.autocast(x.device):  # the gradient step around it stays float32
+            for i, conv in enumerate(self.convs):
+                h = conv(h)
+                if i < len(self.convs) - 1:
+                    h = torch.relu(h)
+        return h.to(x.dtype) / SCORE_SCALE
 
 
 class RGNet(nn.Module):

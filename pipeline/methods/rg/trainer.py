@@ -46,6 +46,7 @@ import torch
 
 from pipeline.methods.base import TrialState
 from pipeline.methods.params import spec_from_config
+from pipeline.methods.precision import set_precision
 from pipeline.methods.rg.data import Degradation, RGBatch, draw_batch
 from pipeline.methods.rg.net import RGNet
 from pipeline.methods.rg.solver import (
@@ -69,6 +70,7 @@ class TrialSpec:
     variant: str
     seed_index: int
     seed: int = 0  # the global seed
+    precision: str = "fp32"  # the nets' arithmetic (pipeline/methods/precision.py)
     width: int = 16
     depth: int = 5
     tau: float = 1.0
@@ -166,6 +168,7 @@ class Trainer(TrialState):
         self.tiles = train_tiles
         self.deg = spec.degradation
         self.net = init_net(spec).to(self.device)
+        set_precision(self.net, spec.precision)
         self.val = self.tensors(val)
         params = [p for p in self.net.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(params, lr=spec.lr)

@@ -73,6 +73,9 @@ def main() -> None:
     ap.add_argument("b", type=Path)
     ap.add_argument("--labels", nargs=2, default=["A", "B"])
     ap.add_argument("--method", default="dlw")
+    ap.add_argument(
+        "--out", type=Path, default=ROOT / "benchmarks" / "results" / "precision_quality.json"
+    )
     args = ap.parse_args()
     la, lb = args.labels
     a, b = pd.read_parquet(args.a), pd.read_parquet(args.b)
@@ -110,9 +113,9 @@ def main() -> None:
 
     from pipeline.io import write_bytes
 
-    out = ROOT / "benchmarks" / "results" / "precision_quality.json"
+    out = args.out.resolve()
     write_bytes(out, (json.dumps(report, indent=2) + "\n").encode("utf-8"))
-    print(f"\nwrote {out.relative_to(ROOT)}")
+    print(f"\nwrote {out}")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from pipeline.methods.alr.net import ALRPart, wgan_gp_loss
 from pipeline.methods.alr.params import variant_sigma
 from pipeline.methods.alr.solve import solve
 from pipeline.methods.base import TrialState
+from pipeline.methods.metrics import psnr
 from pipeline.methods.params import spec_from_config
 from pipeline.methods.precision import set_precision
 from pipeline.seeding import rng_for
@@ -108,12 +109,6 @@ def init_part(spec: TrialSpec) -> ALRPart:
             operator_iterations=spec.operator_iterations,
             operator_lr=spec.operator_lr,
         )
-
-
-def psnr(x: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
-    """Per-sample PSNR (peak 1) of (N, ...) tensors."""
-    mse = ((x - clean) ** 2).flatten(1).mean(1)
-    return 10 * torch.log10(1 / mse.clamp_min(1e-20))
 
 
 class Trainer(TrialState):

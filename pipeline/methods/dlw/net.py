@@ -150,8 +150,8 @@ class DLWNet(Precision, nn.Module):
         ``bf16`` the convolutions run in bfloat16 and the scores are cast back)."""
         if y.ndim != 4:
             raise ValueError(f"DLWNet needs y of shape (B, C, H, W), got {tuple(y.shape)}")
-        layout, precision = self.resolved(y.device)
-        with torch.autocast(y.device.type, torch.bfloat16, enabled=precision == "bf16"):
+        layout = resolve_layout(self.layout)
+        with self.autocast(y.device):
             if layout == "separable":
                 h = self._separable(y)
             elif layout == "separable_cl":
@@ -185,13 +185,14 @@ class DLWNet(Precision, nn.Module):
         (B, F, C, H·W) image the spectral kernel runs on: every reshape between them is a view,
         and every convolution takes oneDNN's NHWC kernels.
 
-        Two further exact rewrites, measured at the paper's size (64×64×31, batch 10, width 64,
-        2 threads; ``benchmarks/train_roofline.py``): the ReLUs work in place, forward and
-        backward (:class:`_InplaceReLU`: every fresh 325 MB activation costs ≈ 0.15 s of page
-        faults on such a machine, an in-place pass ≈ 0.01 s); and the (3, 3, 3) head, a
-        ``Conv3d`` with one output channel that oneDNN runs at a few GFLOP/s, is a 2-D
-        convolution of every band with the three spectral slices of its kernel as three output
-        channels, summed along the bands (0.35 s instead of 0.74 s forward + backward)."""
+        Further exact rewrites, each timed against what it replaces at the paper's size
+        (64×64×31, batch 10, width 64, 2 threads; ``benchmarks/dlw_layers.py``, forward +
+        backward): the ReLUs work in place, forward and backward (:class:`_InplaceReLU`; a ReLU
+        on a 325 MB activation 0.10 s instead of 0.24 s: fresh tensors of that size cost page
+        faults); the first layer's zero second channel below (0.15 s instead of 0.67 s); and the
+        (3, 3, 3) head, a ``Conv3d`` with one output channel that oneDNN runs at a few GFLOP/s,
+        is a 2-D convolution of every band with the three spectral slices of its kernel as three
+        output channels, summed along the bands (0.49 s instead of 0.86 s)."""
         cl = torch.channels_last
         b, c, h, w = y.shape
         # One input channel: NCHW and NHWC have the same strides and oneDNN answers in NCHW, so

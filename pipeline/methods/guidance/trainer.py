@@ -35,6 +35,7 @@ from pipeline.methods.base import TrialState
 from pipeline.methods.guidance.data import DeblurBatch, Degradation, draw_batch
 from pipeline.methods.guidance.net import GuidanceNet, ircnn_rhos
 from pipeline.methods.guidance.params import split_variant
+from pipeline.methods.metrics import psnr
 from pipeline.methods.params import spec_from_config
 from pipeline.methods.precision import set_precision
 from pipeline.seeding import rng_for
@@ -108,12 +109,6 @@ def init_net(spec: TrialSpec) -> GuidanceNet:
         return GuidanceNet(
             rhos, spec.width, spec.denoiser, spec.guidance != "none", spec.sigma_floor
         )
-
-
-def psnr(x: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
-    """Per-sample PSNR (peak 1) of (N, ...) tensors."""
-    mse = ((x - clean) ** 2).flatten(1).mean(1)
-    return 10 * torch.log10(1 / mse.clamp_min(1e-20))
 
 
 def pearson(a: torch.Tensor, b: torch.Tensor) -> float:

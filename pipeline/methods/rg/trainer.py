@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from pipeline.methods.base import TrialState
+from pipeline.methods.metrics import psnr
 from pipeline.methods.params import spec_from_config
 from pipeline.methods.precision import set_precision
 from pipeline.methods.rg.data import Degradation, RGBatch, draw_batch
@@ -144,12 +145,6 @@ def init_net(spec: TrialSpec) -> RGNet:
             spec.tol,
             spec.anderson_m,
         )
-
-
-def psnr(x: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
-    """Per-sample PSNR (peak 1) of (N, ...) tensors."""
-    mse = ((x - clean) ** 2).flatten(1).mean(1)
-    return 10 * torch.log10(1 / mse.clamp_min(1e-20))
 
 
 class Trainer(TrialState):

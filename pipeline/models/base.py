@@ -373,13 +373,20 @@ class ADMMModel(VariationalModel):
             )
         return self._solve_unrolled(y, w)
 
-    def _solve_unrolled(self, y: Tensor, w: Tensor) -> Solution:
-        p = self.params
+    def _unrolled_iterations(self, y: Tensor, w: Tensor) -> tuple[Any, State, State, Any]:
+        """``(ctx, state, old, mu)``: the ``iterations`` unrolled steps from the reference
+        start, the last step ``old → state`` at penalty ``mu`` (autograd records them; a model
+        with a hand-written adjoint overrides this)."""
         ctx = self._prepare(y, w)
         state = self._init(ctx)
-        for k in range(p.iterations):  # p.iterations ≥ 1 (checked): old and mu are bound
+        for k in range(self.params.iterations):  # ≥ 1 (checked): old and mu are bound
             old, mu = state, self._mu(ctx, k)
             state = self._unrolled_step(ctx, state, mu)
+        return ctx, state, old, mu
+
+    def _solve_unrolled(self, y: Tensor, w: Tensor) -> Solution:
+        p = self.params
+        ctx, state, old, mu = self._unrolled_iterations(y, w)
         x = self._output(ctx, state)
         with torch.no_grad():
             primal, dual = self._residuals(ctx, state, old, mu)

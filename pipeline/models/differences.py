@@ -72,6 +72,40 @@ class FiniteDifference:
             out = out + self._diff_adjoint(u[:, k], self.dims[k])
         return out
 
+    # -- the same, written into given tensors --------------------------------------------------
+    # Bit-identical to __call__ and adjoint (each entry is the same subtraction of the same two
+    # samples; the slices replace torch.roll's copies): the hand-written adjoint of the
+    # unrolled solve (pipeline.models.tv_adjoint) runs them on buffers it reuses, since a fresh
+    # cube-sized tensor per operation costs more in page faults than the arithmetic.
+    def into(self, x: Tensor, out: Tensor) -> Tensor:
+        """``out[:] = D(x)``; ``out`` of shape ``(B, K, C, H, W)``, not overlapping ``x``."""
+        for k, d in enumerate(self.dims):
+            o, n = out[:, k], x.shape[d]
+            torch.sub(x.narrow(d, 1, n - 1), x.narrow(d, 0, n - 1), out=o.narrow(d, 0, n - 1))
+            if self.boundary == "periodic":
+                torch.sub(x.narrow(d, 0, 1), x.narrow(d, n - 1, 1), out=o.narrow(d, n - 1, 1))
+            else:
+                o.narrow(d, n - 1, 1).zero_()
+        return out
+
+    def adjoint_into(self, u: Tensor, out: Tensor, scratch: Tensor) -> Tensor:
+        """``out[:] = Dᵀu``; ``scratch``: a tensor shaped as ``out`` (used when ``K > 1``)."""
+        for k, d in enumerate(self.dims):
+            o = out if k == 0 else scratch
+            v = u[:, k]
+            n = v.shape[d]
+            # (Dᵀv)_i = v_{i−1} − v_i, with v_{−1} = v_{n−1} (periodic) or 0 (Neumann, where
+            # also v_{n−1} is ignored: (Dᵀv)_{n−1} = v_{n−2}).
+            torch.sub(v.narrow(d, 0, n - 1), v.narrow(d, 1, n - 1), out=o.narrow(d, 1, n - 1))
+            if self.boundary == "periodic":
+                torch.sub(v.narrow(d, n - 1, 1), v.narrow(d, 0, 1), out=o.narrow(d, 0, 1))
+            else:
+                torch.neg(v.narrow(d, 0, 1), out=o.narrow(d, 0, 1))
+                o.narrow(d, n - 1, 1).copy_(v.narrow(d, n - 2, 1))
+            if k > 0:
+                out.add_(scratch)
+        return out
+
     def gram(self, x: Tensor) -> Tensor:
         """:math:`D^\\top D x` (the negative discrete Laplacian)."""
         return self.adjoint(self(x))

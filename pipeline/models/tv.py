@@ -225,6 +225,9 @@ class _TVFamily(ADMMModel):
     strength_fields: ClassVar[tuple[str, ...]] = ("lam",)
     strength_inverse: ClassVar[bool] = False
     penalty_fields: ClassVar[tuple[str, ...]] = ("mu1", "mu2", "mu_max")
+    # The unrolled solve's gradient in w by the hand-written adjoint of pipeline.models.
+    # tv_adjoint, which assumes this class's X-update (TV-L1 has its own: False there).
+    adjoint_unrolled: ClassVar[bool] = True
 
     def difference(self) -> FiniteDifference:
         raise NotImplementedError
@@ -313,6 +316,20 @@ class _TVFamily(ADMMModel):
         )
         z = ctx.solve(rhs, mu1, mu2, s["z"])
         return self._with_multipliers(s, x, z, u, ctx.D(z), mu1, mu2, K.A(z))
+
+    def _unrolled_iterations(self, y: Tensor, w: Tensor) -> tuple[Any, State, State, Any]:
+        """With a gradient wanted for ``w`` alone (DLW's hypergradient), the iterations run
+        through their hand-written adjoint (:mod:`pipeline.models.tv_adjoint`): the same
+        iterates, the gradient equal to autograd's up to summation order, a fraction of the
+        time and memory. Otherwise autograd records them as for every model."""
+        if not (self.adjoint_unrolled and torch.is_grad_enabled() and w.requires_grad) or (
+            y.requires_grad
+        ):
+            return super()._unrolled_iterations(y, w)
+        from pipeline.models.tv_adjoint import unrolled_tv
+
+        ctx, side = unrolled_tv(self, y, w)
+        return ctx, side["state"], side["old"], side["mu"]
 
     def _unrolled_step(self, ctx: _Context, s: State, mu: Any) -> State:
         # The reference's order (module docstring): U from the previous DZ, Z from the previous

@@ -47,6 +47,7 @@ class TVL1(_TVFamily):
     r"""Spatial anisotropic TV with a weighted ℓ1 fidelity."""
 
     name: ClassVar[str] = "tv_l1"
+    adjoint_unrolled: ClassVar[bool] = False  # its own X-update (pipeline.models.tv_adjoint)
     Params: ClassVar[type] = TVL1Params
     # A classical robust baseline (ℓ1 fidelity): evaluated unweighted, beside the weighted
     # targets, not with every weighting map.

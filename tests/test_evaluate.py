@@ -435,3 +435,36 @@ def test_the_report_reads_only_columns_evaluate_writes():
 
     assert set(REQUIRED_COLUMNS) <= set(RESULT_COLUMNS)
     assert set(GALLERY_COLUMNS) <= set(WRITTEN_GALLERY)
+
+
+def test_net_precision_reaches_the_loaded_nets_and_the_cache_keys(tmp_path):
+    """``evaluate.net_precision``: the learned weightings' and restorers' nets run at it, their
+    maps move by a bfloat16 rounding (not zero, so bf16 really ran; small), and the cache keys
+    of maps and cells tell the two apart."""
+    from pipeline.checkpoint import save_checkpoint
+    from pipeline.evaluate.cache import map_identity
+    from pipeline.methods.dlw.net import DLWNet
+    from pipeline.methods.rg.net import RGNet
+
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "models/dlw/tv/seed-0.pt", DLWNet(4, 2).state_dict())
+    save_checkpoint(tmp_path / "models/rg/denoiser/seed-0.pt", RGNet(4, 2).state_dict())
+    noisy = np.random.default_rng(0).random((6, 12, 12), dtype=np.float32)
+    item = {"noisy": noisy, "sigma": np.full_like(noisy, 0.1), "mask": np.zeros_like(noisy)}
+    maps, keys, cells = {}, {}, {}
+    for precision in ("fp32", "bf16"):
+        (wt,) = plan_weightings(["dlw"], tmp_path, precision)
+        part = wt.load(tmp_path)
+        assert part.precision == precision
+        maps[precision] = wt.compute(item, part)
+        keys[precision] = map_identity(wt, tmp_path, "cpu")
+        p = EvaluateParams(weightings=["unweighted"], restorers={"rg": {}}, net_precision=precision)
+        (r,) = plan_restorers(p, tmp_path)
+        assert r.net_precision == precision
+        cells[precision] = r.identity(1.0)
+    rel = np.abs(maps["bf16"] - maps["fp32"]).max() / np.abs(maps["fp32"]).max()
+    assert 0 < rel < 0.05, rel
+    assert keys["fp32"]["net_precision"] == "fp32" and keys["bf16"]["net_precision"] == "bf16"
+    assert cells["fp32"] != cells["bf16"]
+    with pytest.raises(ValueError, match="net_precision"):
+        parse_params({"evaluate": {"net_precision": "fp16"}})

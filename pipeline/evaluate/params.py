@@ -86,6 +86,11 @@ class EvaluateParams:
     # Arithmetic of the converged solves: float32 is ≈ 25 % faster than float64 and changes
     # MPSNR by < 1e-3 dB at the default tolerances (benchmarks/tolerance.py).
     precision: Literal["float32", "float64"] = "float32"
+    # Arithmetic of the learned methods' nets (weight maps, σ maps, learned restorers):
+    # pipeline.methods.precision. bf16 runs their convolutions in bfloat16 (faster only where
+    # the CPU or GPU has it natively: benchmarks/train_roofline.py) and moves the results by
+    # the amounts benchmarks/precision_quality.py measures; auto is bf16 only where native.
+    net_precision: Literal["fp32", "bf16", "auto"] = "fp32"
     cases: list[str] | None = None  # null: every case in data/degraded
     gallery_images: int = 2  # test images whose restorations go to the gallery
     cpu: float = 1.0  # Ray resources per task; torch threads are pinned to them

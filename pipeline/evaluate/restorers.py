@@ -94,6 +94,7 @@ class Restorer:
     # learned: the oracle-guided row of a method that can be told the true σ map
     # (Method.restorer_oracle): restore_oracle() with the case's σ instead of its own estimate.
     oracle: bool = False
+    net_precision: str = "fp32"  # learned: its nets' arithmetic (evaluate.net_precision)
 
     def applies(self, operator: str) -> bool:
         """Whether the restorer takes a case with this operator (``identity``: denoising)."""
@@ -151,12 +152,14 @@ class Restorer:
         import hashlib
 
         from pipeline.evaluate.cache import method_hash
+        from pipeline.methods.precision import resolve_precision
 
         path = Path(self.path)
         return {
             "method": self.method,
             "variant": self.variant,
             **({"oracle": True} if self.oracle else {}),
+            "net_precision": resolve_precision(self.net_precision),
             "code": method_hash(self.method_cls),
             "checkpoint": hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "",
         }
@@ -230,9 +233,12 @@ class Restorer:
             return x, {"iterations": 0, "primal_residual": nan, "dual_residual": nan,
                        "converged": True}  # fmt: skip
         if self.kind == "learned":
+            from pipeline.methods.precision import set_precision
+
             parts = {} if parts is None else parts
             if self.path not in parts:
-                parts[self.path] = self.method_cls.load(Path(root or ".") / self.path)
+                part = self.method_cls.load(Path(root or ".") / self.path)
+                parts[self.path] = set_precision(part, self.net_precision)
             # An untuned learned restorer runs at its trained strength (multiplier 1).
             strength = multiplier if self.tuned else 1.0
             if self.oracle:
@@ -340,6 +346,7 @@ def plan_restorers(p: EvaluateParams, root: Path) -> list[Restorer]:
                 path=part.path,
                 method_cls=cls,
                 operators=tuple(cls.restorer_operators),
+                net_precision=p.net_precision,
             )
             out.append(learned)
             if cls.restorer_oracle and cls.provides_weighting_for(part.variant):

@@ -313,7 +313,7 @@ def gallery_table(run: dict):
         if w.method_cls is not None and w.seed == first_seed.get(w.label)
         and w.method_cls.gives_noise_map
     ]  # fmt: skip
-    parts = {w.label: w.method_cls.load(Path(run.get("root", ".")) / w.path) for w in estimators}
+    parts = {w.label: w.load(Path(run.get("root", "."))) for w in estimators}
     for key in sorted(run["bands"]):
         band, item = run["bands"][key], run["items"][key]
         if "oracle" in first_seed:

@@ -112,7 +112,7 @@ def weight_maps(
                     maps[weight_key(wt.label, wt.seed, k)] = a
                 continue
         if wt.method_cls is not None:
-            part = wt.method_cls.load(root / wt.path, device)
+            part = wt.load(root, device)
         for row in meta:
             w = wt.compute(items[row["key"]], part)
             if w is not None:
@@ -405,7 +405,7 @@ def run_transfer(root: Path, p: EvaluateParams, device: str = "cpu", start=None)
 
     manifest = pd.read_parquet(root / "data" / "degraded" / "manifest.parquet")
     items, meta = load_items(root, manifest, p.cases)
-    weightings = plan_weightings(p.weightings, root)
+    weightings = plan_weightings(p.weightings, root, p.net_precision)
     restorers = plan_restorers(p, root)
     p.narrowed.check_labels([r.label for r in restorers], [w.label for w in weightings])
     log.info(

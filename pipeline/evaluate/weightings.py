@@ -261,6 +261,14 @@ class Weighting:
     path: str = ""  # its checkpoint, relative to the repository root
     oracle_informed: bool = False
     method_cls: Any = None
+    net_precision: str = "fp32"  # a learned part's nets (evaluate.net_precision)
+
+    def load(self, root: Path, device: str = "cpu") -> Any:
+        """The learned part, its nets set to :attr:`net_precision`."""
+        from pipeline.methods.precision import set_precision
+
+        part = self.method_cls.load(Path(root) / self.path, device)
+        return set_precision(part, self.net_precision)
 
     def compute(self, item: dict[str, np.ndarray], part: Any = None) -> np.ndarray | None:
         """The map for ``item`` (None for ``unweighted``: the solvers take w = None)."""
@@ -273,9 +281,10 @@ class Weighting:
         return check_map(w, item["noisy"].shape, self.label)
 
 
-def plan_weightings(names: list[str], root: Path) -> list[Weighting]:
+def plan_weightings(names: list[str], root: Path, net_precision: str = "fp32") -> list[Weighting]:
     """The weightings of ``evaluate.weightings`` in order; ``<method>`` expands to every trained
-    variant and seed in ``models/<method>/``, ``<method>:<variant>`` to that variant's seeds."""
+    variant and seed in ``models/<method>/``, ``<method>:<variant>`` to that variant's seeds;
+    learned ones run their nets at ``net_precision``."""
     from pipeline.evaluate.params import split_name
     from pipeline.methods.base import find_parts
     from pipeline.methods.registry import get_method
@@ -299,5 +308,9 @@ def plan_weightings(names: list[str], root: Path) -> list[Weighting]:
             raise ValueError(f"{root / 'models' / head}: no trained {head}; run train@{head}")
         # ``<method>``: the variants that give a weight map.
         parts = [p for p in parts if cls.provides_weighting_for(p.variant)]
-        out += [Weighting(p.label, head, p.variant, p.seed, p.path, method_cls=cls) for p in parts]
+        out += [
+            Weighting(p.label, head, p.variant, p.seed, p.path, method_cls=cls,
+                      net_precision=net_precision)
+            for p in parts
+        ]  # fmt: skip
     return out

@@ -44,6 +44,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 __all__ = ["UnrolledTVAdjoint", "unrolled_tv"]
 
@@ -77,7 +78,7 @@ class UnrolledTVAdjoint(torch.autograd.Function):
                 old["l2"] = l2.clone()
             # U = soft(DZ + Λ₂/μ₂, λ/μ₂)
             torch.add(dz, l2, alpha=1.0 / mu2, out=a)
-            torch._C._nn.softshrink(a, lam / mu2, out=u)
+            torch.ops.aten.softshrink.out(a, lam / mu2, out=u)
             # soft(a, t) is 0 exactly where |a| ≤ t (a − t > 0 whenever a > t in IEEE
             # arithmetic), so U ≠ 0 is the support of the shrinkage's derivative.
             masks.append(u.ne(0))
@@ -100,6 +101,7 @@ class UnrolledTVAdjoint(torch.autograd.Function):
         return z
 
     @staticmethod
+    @once_differentiable  # the recursion itself is not recorded: no second derivatives
     def backward(fctx, gz_out: Tensor):
         w, y, *rest = fctx.saved_tensors
         n = len(fctx.mus)

@@ -11,7 +11,10 @@ warm-up), one process, interleaved:
 2. the first (1 → 64, 3×3) layer: one input channel, whose NCHW output is converted to NHWC,
    against the zero second channel that makes oneDNN answer NHWC;
 3. the (3, 3, 3) head with one output: ``Conv3d`` in ``channels_last_3d`` against one 2-D
-   convolution with three outputs summed along the bands.
+   convolution with three outputs summed along the bands;
+4. a spectral (3, 1) layer: oneDNN's weight gradient against the matrix products of
+   ``_SpectralConv``, at the paper's size and at a default trial's (width 16), which sets the
+   width from which the net uses it.
 
 Each pair's outputs and gradients are compared too (largest relative difference).
 """
@@ -136,6 +139,35 @@ def main() -> None:
     for name, two_d in (("head, Conv3d", False), ("head, 2-D with 3 outputs", True)):
         s, res = timed(head(two_d), args.reps)
         rows[name] = {"seconds": s, "result": res}
+
+    # 4. A spectral (3, 1) layer: oneDNN's weight gradient against _SpectralConv's matrix
+    # products, at the paper's size and at a default trial's (batch 4, 32×32×31, width 16),
+    # which decides SPECTRAL_GEMM_WIDTH.
+    from pipeline.methods.dlw.net import _SpectralConv
+
+    for b_, s_, f_ in ((B, H, WIDTH), (4, 32, 16)):
+        vs = torch.randn(b_, f_, C, s_ * s_).contiguous(memory_format=cl)
+        ws = (torch.randn(f_, f_, 3, 1) * 0.1).contiguous(memory_format=cl)
+        bs, gs = torch.randn(f_) * 0.1, torch.randn(b_, f_, C, s_ * s_).contiguous(memory_format=cl)
+
+        def spectral(gemm: bool, vs=vs, ws=ws, bs=bs, gs=gs):
+            def run():
+                v = vs.detach().requires_grad_()
+                w, b = ws.clone().requires_grad_(), bs.clone().requires_grad_()
+                conv = _SpectralConv.apply if gemm else lambda *a: F.conv2d(*a, padding=(1, 0))
+                out = conv(v, w, b)
+                out.backward(gs)
+                return out.detach(), v.grad, w.grad, b.grad
+
+            return run
+
+        size = f"width {f_}, batch {b_}, {s_}²"
+        for name, gemm in (
+            (f"spectral, oneDNN, {size}", False),
+            ("spectral, bmm weight grad", True),
+        ):
+            s, res = timed(spectral(gemm), args.reps)
+            rows[name if not gemm else f"{name} ({f_})"] = {"seconds": s, "result": res}
 
     names = list(rows)
     print(

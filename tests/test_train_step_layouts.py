@@ -52,6 +52,35 @@ def test_every_layout_gives_the_same_scores_and_gradients():
             assert rel(g[k], v) <= 1e-5, (layout, k)
 
 
+def test_spectral_weight_gradient_by_matrix_products_equals_onednn(monkeypatch):
+    """From ``SPECTRAL_GEMM_WIDTH`` on, ``separable_cl`` takes the spectral kernels' weight
+    gradient from three matrix products over shifted bands: the same scores, input and other
+    gradients bit for bit, the spectral weights' and biases' to 1e-5, all against Conv3d."""
+    noisy, _ = _data()
+    runs, calls = {}, []
+    apply = dlw_net._SpectralConv.apply
+
+    def counted(*args):
+        calls.append(1)
+        return apply(*args)
+
+    monkeypatch.setattr(dlw_net._SpectralConv, "apply", counted)
+    for threshold in (1, 10**9):
+        monkeypatch.setattr(dlw_net, "SPECTRAL_GEMM_WIDTH", threshold)
+        calls.clear()
+        runs[threshold] = _grads(_net("separable_cl", width=8, depth=3), noisy)
+        assert len(calls) == (3 if threshold == 1 else 0)
+    (h, g, gy), (h0, g0, gy0) = runs[1], runs[10**9]
+    assert torch.equal(h, h0) and torch.equal(gy, gy0)
+    _, ref_g, _ = _grads(_net("conv3d", width=8, depth=3), noisy)
+    for k, v in g0.items():
+        if k.startswith("spectral."):
+            assert 0 < rel(g[k], v) <= 1e-5, k  # another summation order
+            assert rel(g[k], ref_g[k]) <= 1e-5, k
+        else:
+            assert torch.equal(g[k], v), k
+
+
 def test_each_layout_takes_its_own_path():
     """The 3-D convolutions run (on channels-last activations) only in the conv3d layouts."""
     noisy, _ = _data()

@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from pipeline.methods.precision import PRECISIONS, Precision, native_bf16, resolve_precision
 
@@ -80,6 +81,52 @@ class _InplaceReLU(torch.autograd.Function):
         (out,) = ctx.saved_tensors
         # relu's own backward, aten::threshold_backward, written into ``grad``.
         return torch.ops.aten.threshold_backward.grad_input(grad, out, 0, grad_input=grad)
+
+
+class _SpectralConv(torch.autograd.Function):
+    """The (3, 1) spectral convolution of a channels-last ``(B, F, C, H·W)`` image, with the
+    weight gradient as three matrix products over the bands' shifted views instead of oneDNN's
+    (same values up to summation order). A (3, 1) kernel gives oneDNN's weight gradient a
+    reduction over ``B·C·H·W`` rows of only ``3F`` columns, which it runs at about half its GEMM
+    rate; ``torch.bmm`` over the batch runs it at ≈ 0.7 (``benchmarks/dlw_layers.py``). The
+    forward pass and the input gradient stay oneDNN's. Used where it was measured faster: float32
+    on a CPU, ``width ≥ SPECTRAL_GEMM_WIDTH``."""
+
+    @staticmethod
+    def forward(ctx, v: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        ctx.save_for_backward(v, weight)
+        ctx.has_bias = bias is not None
+        return F.conv2d(v, weight, bias, padding=(1, 0))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g: Tensor):
+        v, weight = ctx.saved_tensors
+        g = g.contiguous(memory_format=torch.channels_last)
+        grad_v = None
+        if ctx.needs_input_grad[0]:
+            (grad_v, _, _) = torch.ops.aten.convolution_backward(
+                g, v, weight, [weight.shape[0]], [1, 1], [1, 0], [1, 1], False, [0, 0], 1,
+                [True, False, False],
+            )  # fmt: skip
+        b, f_in = v.shape[:2]
+        f_out = g.shape[1]
+        gm, vm = g.permute(0, 2, 3, 1), v.permute(0, 2, 3, 1)  # (B, C, P, F), contiguous
+        # out[c] = Σ_k W[:, :, k] v[c + k − 1]: W_k pairs g[c] with v[c + k − 1].
+        pairs = ((gm[:, 1:], vm[:, :-1]), (gm, vm), (gm[:, :-1], vm[:, 1:]))
+        grad_w = torch.stack(
+            [
+                torch.bmm(a.reshape(b, -1, f_out).transpose(1, 2), x.reshape(b, -1, f_in)).sum(0)
+                for a, x in pairs
+            ],
+            dim=2,
+        ).unsqueeze(-1)  # (F_out, F_in, 3, 1)
+        grad_b = gm.sum((0, 1, 2)) if ctx.has_bias else None
+        return grad_v, grad_w, grad_b
+
+
+# The width from which _SpectralConv's weight gradient beats oneDNN's (benchmarks/dlw_layers.py).
+SPECTRAL_GEMM_WIDTH = 32
 
 
 def _relu(x: Tensor) -> Tensor:
@@ -209,7 +256,15 @@ class DLWNet(Precision, nn.Module):
             f = z.shape[1]
             v = z.permute(0, 2, 3, 1).reshape(b, c, h * w, f).permute(0, 3, 1, 2)
             weight = spectral.weight[..., 0].contiguous(memory_format=cl)
-            v = F.conv2d(v, weight, spectral.bias, padding=(1, 0))
+            if (
+                f >= SPECTRAL_GEMM_WIDTH
+                and torch.is_grad_enabled()
+                and v.device.type == "cpu"
+                and not torch.is_autocast_enabled("cpu")
+            ):
+                v = _SpectralConv.apply(v, weight, spectral.bias)
+            else:
+                v = F.conv2d(v, weight, spectral.bias, padding=(1, 0))
             v = _relu(v.contiguous(memory_format=cl))
             z = v.permute(0, 2, 3, 1).reshape(b * c, h, w, f).permute(0, 3, 1, 2)
         # head(z)[c] = Σ_k conv2d(z[c + k − 1], W[:, :, k]) + bias, k = 0, 1, 2 (zero bands

@@ -48,7 +48,8 @@ LAYOUTS = ("auto", "separable", "separable_cl", "conv3d", "conv3d_cl")
 # per-layer torch.profiler run; a 2-core AVX-512 machine):
 #   32×32×31, batch 4, width 16 (a default trial), 1 thread: separable 0.34 s, separable_cl
 #   0.12 s, conv3d_cl 0.30 s; 2 threads: separable 0.21 s, separable_cl 0.07 s;
-#   64×64×31, batch 10, width 64 (the paper's), 2 threads: separable_cl 7.1 s (bf16 3.1 s),
+#   64×64×31, batch 10, width 64 (the paper's), 2 threads: separable_cl 7.1 s (bf16 3.1 s)
+#   before its spectral weight gradient by matrix products (_SpectralConv), ≈ 6.2 s after;
 #   conv3d 18.9 s, separable 27.9 s (1 thread: separable_cl 15.9 s before its in-place ReLUs,
 #   NHWC first layer and 2-D head, conv3d 27.6 s, conv3d_cl 33.8 s).
 # separable_cl is the fastest everywhere measured, so ``auto`` is separable_cl.

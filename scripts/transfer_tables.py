@@ -2,7 +2,7 @@
 README; the leaderboard page has the same numbers with intervals and tests).
 
     .venv/bin/python scripts/transfer_tables.py [--results reports/results.parquet]
-        [--reference unweighted]
+        [--reference unweighted] [--restorers e3dtv lrtv nn tv tvs]
 
 Only the label columns say what a row is (no method is named here): weighting ``none`` marks a
 restorer that takes no weighting (peer baselines, learned restorers without a weight input), a
@@ -116,9 +116,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", type=Path, default=ROOT / "reports/results.parquet")
     ap.add_argument("--reference", default="unweighted", help="weighting the gains compare with")
+    ap.add_argument(
+        "--restorers", nargs="+", help="the weighted restorers to tabulate (default: all)"
+    )
     args = ap.parse_args()
     df = pd.read_parquet(args.results)
     weighted = df[df.weighting != NO_WEIGHTING]
+    if args.restorers:
+        unknown = sorted(set(args.restorers) - set(weighted.restorer))
+        if unknown:
+            raise SystemExit(f"--restorers: {unknown} not among {sorted(set(weighted.restorer))}")
+        weighted = weighted[weighted.restorer.isin(args.restorers)]
     others = df[df.weighting == NO_WEIGHTING]
     plain = others.pivot_table(index="case", columns="restorer", values="mpsnr", aggfunc="mean")
     plain = plain.reindex(sorted(df.case.unique()))
@@ -127,6 +135,13 @@ def main() -> None:
     n = df.image_id.nunique()
     synthetic = " (SYNTHETIC cubes)" if df.synthetic.any() else ""
     print(f"Test MPSNR (dB), mean over {n} test images{synthetic}; strengths tuned on val.")
+    edge = weighted[weighted.strength_on_edge]
+    cells = edge.groupby(["restorer", "weighting", "case"]).strength.first()
+    print(
+        f"{len(edge)} of the {len(weighted)} weighted test rows ({len(cells)} cells) stay at the "
+        "strength search's limit: "
+        + "; ".join(f"{r} under {w} on {c} (×{m:g})" for (r, w, c), m in cells.items())
+    )
     print(table_by_case(img, plain))
     print("\nWeight maps: AUC of −w for the corrupted pixels, correlation with the oracle map.\n")
     print(auc_table(img))

@@ -27,13 +27,11 @@ sys.path.insert(0, str(ROOT))
 
 
 def _run(cls, what: str, net, item):
-    """One weight map or one restoration (trained strength, no weighting), without autograd."""
-    import torch
-
-    with torch.no_grad():
-        if what == "weights":
-            return cls.weights(net, item["noisy"])
-        return cls.restore(net, item["noisy"], None, 1.0, A=item["A"])[0]
+    """One weight map or one restoration (trained strength, no weighting), as evaluate calls
+    them (a restorer may use autograd inside, as ALR's does)."""
+    if what == "weights":
+        return cls.weights(net, item["noisy"])
+    return cls.restore(net, item["noisy"], None, 1.0, A=item["A"])[0]
 
 
 def main() -> None:

@@ -466,5 +466,9 @@ def test_net_precision_reaches_the_loaded_nets_and_the_cache_keys(tmp_path):
     assert 0 < rel < 0.05, rel
     assert keys["fp32"]["net_precision"] == "fp32" and keys["bf16"]["net_precision"] == "bf16"
     assert cells["fp32"] != cells["bf16"]
+    from pipeline.methods.precision import set_precision
+
+    plain = torch.zeros(3)  # a part with no nets (a method whose part is a tensor) is kept as is
+    assert set_precision(plain, "bf16") is plain
     with pytest.raises(ValueError, match="net_precision"):
         parse_params({"evaluate": {"net_precision": "fp16"}})

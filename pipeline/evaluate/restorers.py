@@ -317,6 +317,7 @@ def plan_restorers(p: EvaluateParams, root: Path) -> list[Restorer]:
     """The restorers of ``p.restorers`` in order; a learned one expands to every trained variant
     and seed in ``models/<method>/`` (or the one variant named)."""
     from pipeline.methods.base import find_parts
+    from pipeline.methods.precision import resolve_precision
     from pipeline.methods.registry import get_method
 
     classical = classical_restorers()
@@ -346,7 +347,8 @@ def plan_restorers(p: EvaluateParams, root: Path) -> list[Restorer]:
                 path=part.path,
                 method_cls=cls,
                 operators=tuple(cls.restorer_operators),
-                net_precision=p.net_precision,
+                # Resolved here, once: every task then runs (and caches) the same precision.
+                net_precision=resolve_precision(p.net_precision),
             )
             out.append(learned)
             if cls.restorer_oracle and cls.provides_weighting_for(part.variant):

@@ -287,8 +287,10 @@ def plan_weightings(names: list[str], root: Path, net_precision: str = "fp32") -
     learned ones run their nets at ``net_precision``."""
     from pipeline.evaluate.params import split_name
     from pipeline.methods.base import find_parts
+    from pipeline.methods.precision import resolve_precision
     from pipeline.methods.registry import get_method
 
+    net_precision = resolve_precision(net_precision)  # once, for every task alike
     out = []
     for i, name in enumerate(names):
         if name in BUILTIN:

@@ -67,11 +67,14 @@ class Precision:
         return torch.autocast(device.type, torch.bfloat16)
 
 
-def set_precision(model: nn.Module, precision: str) -> nn.Module:
-    """Set ``precision`` on every :class:`Precision` module of ``model``; returns ``model``."""
+def set_precision(model, precision: str):
+    """Set ``precision`` on every :class:`Precision` module of ``model``; returns ``model``. A
+    trained part that is not a module (e.g. a method whose part is a plain tensor) has no net
+    to set and comes back as it is."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    for m in model.modules():
-        if isinstance(m, Precision):
-            m.precision = precision
+    if isinstance(model, nn.Module):
+        for m in model.modules():
+            if isinstance(m, Precision):
+                m.precision = precision
     return model

@@ -94,6 +94,11 @@ class FiniteDifference:
             o = out if k == 0 else scratch
             v = u[:, k]
             n = v.shape[d]
+            if n == 1:  # one sample: D is 0 (periodic: v − v; Neumann: no difference)
+                o.zero_()
+                if k > 0:
+                    out.add_(scratch)
+                continue
             # (Dᵀv)_i = v_{i−1} − v_i, with v_{−1} = v_{n−1} (periodic) or 0 (Neumann, where
             # also v_{n−1} is ignored: (Dᵀv)_{n−1} = v_{n−2}).
             torch.sub(v.narrow(d, 0, n - 1), v.narrow(d, 1, n - 1), out=o.narrow(d, 1, n - 1))

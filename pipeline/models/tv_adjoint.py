@@ -53,7 +53,9 @@ class UnrolledTVAdjoint(torch.autograd.Function):
     """``apply(w, y, model, ctx, side) -> Z`` after ``model.params.iterations`` unrolled
     iterations; differentiable in ``w`` only. ``ctx`` is the model's context prepared from the
     detached ``w``; ``side`` (a dict) receives the last two states and the last penalties, for
-    the residuals a solve reports.
+    the residuals a solve reports: constants, except the returned ``Z`` (a caller that wants a
+    gradient through another state variable gets the autograd path by not asking for this one).
+    Only first derivatives (``once_differentiable``).
 
     Both passes work on buffers allocated once: every operation of
     :meth:`~pipeline.models.tv._TVFamily._unrolled_step` is repeated with ``out=`` or in place
@@ -67,7 +69,7 @@ class UnrolledTVAdjoint(torch.autograd.Function):
         D, solve, wy, wd = ctx.D, ctx.solve, ctx.wy, ctx.w
         x, z = ctx.y, ctx.y  # the start: X = Z = Y (read only), U = DZ = DY, Λ = 0
         dz = D(ctx.y)
-        u, a, l2 = torch.empty_like(dz), torch.empty_like(dz), torch.zeros_like(dz)
+        u, a, l2 = dz.clone(), torch.empty_like(dz), torch.zeros_like(dz)
         l1, t1, t2 = torch.zeros_like(x), torch.empty_like(x), torch.empty_like(x)
         xs, masks, mus = [], [], []
         old = mu = None

@@ -110,6 +110,9 @@ class _SpectralConv(torch.autograd.Function):
                 g, v, weight, [weight.shape[0]], [1, 1], [1, 0], [1, 1], False, [0, 0], 1,
                 [True, False, False],
             )  # fmt: skip
+        if not ctx.needs_input_grad[1]:
+            grad_b = g.sum((0, 2, 3)) if ctx.has_bias and ctx.needs_input_grad[2] else None
+            return grad_v, None, grad_b
         b, f_in = v.shape[:2]
         f_out = g.shape[1]
         gm, vm = g.permute(0, 2, 3, 1), v.permute(0, 2, 3, 1)  # (B, C, P, F), contiguous
@@ -122,7 +125,7 @@ class _SpectralConv(torch.autograd.Function):
             ],
             dim=2,
         ).unsqueeze(-1)  # (F_out, F_in, 3, 1)
-        grad_b = gm.sum((0, 1, 2)) if ctx.has_bias else None
+        grad_b = gm.sum((0, 1, 2)) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return grad_v, grad_w, grad_b
 
 
@@ -261,6 +264,7 @@ class DLWNet(Precision, nn.Module):
                 f >= SPECTRAL_GEMM_WIDTH
                 and torch.is_grad_enabled()
                 and v.device.type == "cpu"
+                and v.dtype == torch.float32
                 and not torch.is_autocast_enabled("cpu")
             ):
                 v = _SpectralConv.apply(v, weight, spectral.bias)

@@ -293,10 +293,6 @@ def dlw_case(cfg: dict, threads: int) -> dict:
     y0, _ = batch(0)
     net32 = project_net("fp32")
     layout, _ = net32.resolved(torch.device("cpu"))
-    if layout != "separable_cl":  # what the faster layout would give where auto keeps another
-        fast = project_net("fp32")
-        fast.layout = "separable_cl"
-        variants["whatif separable_cl"] = make_step(fast, lambda y, w: unrolled(tv, y, w))
 
     def flop_step():
         h = net32.scores(y0)
@@ -707,10 +703,8 @@ def table(roof: dict) -> str:
         for size, per_threads in sizes.items():
             for threads, r in sorted(per_threads["by_threads"].items()):
                 med, mem = r["median_s"], r["peak_rss_added_mb"]
-                bf16 = r.get("speedup_vs_plain_bf16", r.get("whatif_bf16_vs_plain"))
+                bf16 = r.get("speedup_vs_plain_bf16")
                 bf16_cell = "no native bf16" if bf16 is None else f"{bf16:.2f}"
-                if "speedup_vs_plain_bf16" not in r and bf16 is not None:
-                    bf16_cell += " (what-if)"
                 lines.append(
                     f"| {method} | {size} | {threads} | {med['plain']:.3f} | "
                     f"{med['project']:.3f} | {r['speedup_vs_plain']:.2f} | {bf16_cell} | "
@@ -783,9 +777,8 @@ def main() -> None:
                 "net_gemm_fraction": head["net_gemm_fraction"]["project"],
                 "by_threads": by_threads,
             }
-            for key in ("speedup_vs_plain_bf16", "whatif_bf16_vs_plain"):
-                if key in head:
-                    entry[key] = head[key]
+            if "speedup_vs_plain_bf16" in head:
+                entry["speedup_vs_plain_bf16"] = head["speedup_vs_plain_bf16"]
             if head["gemm_gflop_s"]["bf16"] is None:
                 entry["bf16"] = "not measured: this CPU has no native bfloat16 (AVX-512-BF16/AMX)"
             roof["methods"].setdefault(method, {})[size] = entry

@@ -114,15 +114,13 @@ def cell_key(
 def map_identity(weighting, root: Path, device: str) -> dict[str, Any]:
     """What a learned weighting's maps depend on besides the image: the method's code, the
     checkpoint's bytes, the device and the package versions (computed once per weighting)."""
-    from pipeline.methods.precision import resolve_precision
-
     return {
         "format": FORMAT,
         "map": weighting.label,
         "code": method_hash(weighting.method_cls),
         "checkpoint": hashlib.sha256((Path(root) / weighting.path).read_bytes()).hexdigest(),
         "device": device,
-        "net_precision": resolve_precision(weighting.net_precision, device),
+        "net_precision": weighting.net_precision,  # resolved by plan_weightings
         "versions": {n: _version(n) for n in ("torch", "numpy")},
     }
 

@@ -94,7 +94,7 @@ class Restorer:
     # learned: the oracle-guided row of a method that can be told the true σ map
     # (Method.restorer_oracle): restore_oracle() with the case's σ instead of its own estimate.
     oracle: bool = False
-    net_precision: str = "fp32"  # learned: its nets' arithmetic (evaluate.net_precision)
+    net_precision: str = "fp32"  # learned: its nets' fp32 | bf16 (resolved by plan_restorers)
 
     def applies(self, operator: str) -> bool:
         """Whether the restorer takes a case with this operator (``identity``: denoising)."""
@@ -152,14 +152,13 @@ class Restorer:
         import hashlib
 
         from pipeline.evaluate.cache import method_hash
-        from pipeline.methods.precision import resolve_precision
 
         path = Path(self.path)
         return {
             "method": self.method,
             "variant": self.variant,
             **({"oracle": True} if self.oracle else {}),
-            "net_precision": resolve_precision(self.net_precision),
+            "net_precision": self.net_precision,  # resolved by plan_restorers
             "code": method_hash(self.method_cls),
             "checkpoint": hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "",
         }

@@ -405,10 +405,7 @@ def run_transfer(root: Path, p: EvaluateParams, device: str = "cpu", start=None)
 
     manifest = pd.read_parquet(root / "data" / "degraded" / "manifest.parquet")
     items, meta = load_items(root, manifest, p.cases)
-    from pipeline.methods.precision import resolve_precision
-
-    # `auto` resolved once, where the maps are computed (learned restorers run on CPU tasks).
-    weightings = plan_weightings(p.weightings, root, resolve_precision(p.net_precision, device))
+    weightings = plan_weightings(p.weightings, root, p.net_precision, device)
     restorers = plan_restorers(p, root)
     p.narrowed.check_labels([r.label for r in restorers], [w.label for w in weightings])
     log.info(

@@ -261,7 +261,7 @@ class Weighting:
     path: str = ""  # its checkpoint, relative to the repository root
     oracle_informed: bool = False
     method_cls: Any = None
-    net_precision: str = "fp32"  # a learned part's nets (evaluate.net_precision)
+    net_precision: str = "fp32"  # a learned part's nets: fp32 | bf16 (resolved by the plan)
 
     def load(self, root: Path, device: str = "cpu") -> Any:
         """The learned part, its nets set to :attr:`net_precision`."""
@@ -281,16 +281,19 @@ class Weighting:
         return check_map(w, item["noisy"].shape, self.label)
 
 
-def plan_weightings(names: list[str], root: Path, net_precision: str = "fp32") -> list[Weighting]:
+def plan_weightings(
+    names: list[str], root: Path, net_precision: str = "fp32", device: str = "cpu"
+) -> list[Weighting]:
     """The weightings of ``evaluate.weightings`` in order; ``<method>`` expands to every trained
     variant and seed in ``models/<method>/``, ``<method>:<variant>`` to that variant's seeds;
-    learned ones run their nets at ``net_precision``."""
+    learned ones run their nets at ``net_precision`` (``auto`` resolved here, once, for
+    ``device``, where the maps are computed)."""
     from pipeline.evaluate.params import split_name
     from pipeline.methods.base import find_parts
     from pipeline.methods.precision import resolve_precision
     from pipeline.methods.registry import get_method
 
-    net_precision = resolve_precision(net_precision)  # once, for every task alike
+    net_precision = resolve_precision(net_precision, device)
     out = []
     for i, name in enumerate(names):
         if name in BUILTIN:

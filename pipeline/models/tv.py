@@ -322,9 +322,8 @@ class _TVFamily(ADMMModel):
         through their hand-written adjoint (:mod:`pipeline.models.tv_adjoint`): the same
         iterates, the gradient equal to autograd's up to summation order, a fraction of the
         time and memory. Otherwise autograd records them as for every model."""
-        if not (self.adjoint_unrolled and torch.is_grad_enabled() and w.requires_grad) or (
-            y.requires_grad
-        ):
+        wanted = torch.is_grad_enabled() and w.requires_grad and not y.requires_grad
+        if not (self.adjoint_unrolled and wanted):
             return super()._unrolled_iterations(y, w)
         from pipeline.models.tv_adjoint import unrolled_tv
 

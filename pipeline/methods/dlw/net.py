@@ -49,9 +49,10 @@ LAYOUTS = ("auto", "separable", "separable_cl", "conv3d", "conv3d_cl")
 #   32×32×31, batch 4, width 16 (a default trial), 1 thread: separable 0.34 s, separable_cl
 #   0.12 s, conv3d_cl 0.30 s; 2 threads: separable 0.21 s, separable_cl 0.07 s;
 #   64×64×31, batch 10, width 64 (the paper's), 2 threads: separable_cl 7.1 s (bf16 3.1 s)
-#   before its spectral weight gradient by matrix products (_SpectralConv), ≈ 6.2 s after;
-#   conv3d 18.9 s, separable 27.9 s (1 thread: separable_cl 15.9 s before its in-place ReLUs,
-#   NHWC first layer and 2-D head, conv3d 27.6 s, conv3d_cl 33.8 s).
+#   before its spectral weight gradient by matrix products (_SpectralConv), 6.0–6.3 s after
+#   (bf16 2.9–3.1 s; the roofline's net forward + backward); conv3d 18.9 s, separable 27.9 s
+#   (1 thread: separable_cl 15.9 s before its in-place ReLUs, NHWC first layer and 2-D head,
+#   conv3d 27.6 s, conv3d_cl 33.8 s).
 # separable_cl is the fastest everywhere measured, so ``auto`` is separable_cl.
 
 
@@ -240,10 +241,12 @@ class DLWNet(Precision, nn.Module):
         (64×64×31, batch 10, width 64, 2 threads; ``benchmarks/dlw_layers.py``, forward +
         backward): the ReLUs work in place, forward and backward (:class:`_InplaceReLU`; a ReLU
         on a 325 MB activation 0.10 s instead of 0.24 s: fresh tensors of that size cost page
-        faults); the first layer's zero second channel below (0.15 s instead of 0.67 s); and the
+        faults); the first layer's zero second channel below (0.15 s instead of 0.67 s); the
         (3, 3, 3) head, a ``Conv3d`` with one output channel that oneDNN runs at a few GFLOP/s,
         is a 2-D convolution of every band with the three spectral slices of its kernel as three
-        output channels, summed along the bands (0.49 s instead of 0.86 s)."""
+        output channels, summed along the bands (0.53 s instead of 0.96 s); from width
+        :data:`SPECTRAL_GEMM_WIDTH` the spectral kernels' weight gradient is
+        :class:`_SpectralConv`'s (a layer 0.77 s instead of 1.69 s)."""
         cl = torch.channels_last
         b, c, h, w = y.shape
         # One input channel: NCHW and NHWC have the same strides and oneDNN answers in NCHW, so
